@@ -1,0 +1,62 @@
+# sdworker developer entry points. Everything a fresh machine needs is created here:
+# the virtualenv with pinned dependencies (requirements.lock) and the Go-built control
+# plane (cached outside the repo by tools/testcluster/build.sh).
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv tools demo test test-unit test-integration lint fmt cluster lock clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@echo "[venv] creating $(VENV) with pinned dependencies"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet --require-virtualenv -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv (pinned dependencies)
+
+tools: ## build the Go control plane and kwok (cached outside the repo; no-op when cached)
+	@tools/testcluster/build.sh >/dev/null
+
+test: venv tools ## unit + integration tests (starts and stops its own control plane)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv ## unit tests only (no cluster)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: venv tools ## integration tests only
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: venv ## ruff (lint + format check), mypy --strict, import-linter
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: venv ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+DEMO_ARGS ?= --gpu-nodes 3
+demo: venv tools ## the local demo (ARGS=... to change it); Ctrl-C stops and cleans up
+	$(VENV)/bin/sdworker-dev cluster up $(DEMO_ARGS) $(ARGS)
+
+cluster: venv tools ## run a local control plane with 3 kwok GPU nodes until Ctrl-C
+	$(VENV)/bin/sdworker-dev cluster up --gpu-nodes 3
+
+lock: ## re-resolve requirements.lock from pyproject.toml (needs network)
+	rm -rf /tmp/sdworker-lock && $(PYTHON) -m venv /tmp/sdworker-lock
+	/tmp/sdworker-lock/bin/pip install --quiet setuptools wheel -e '.[dev]'
+	{ sed -n '1,2p' requirements.lock; /tmp/sdworker-lock/bin/pip freeze --all | grep -v -E '^(-e|pip==|sdworker)'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean: ## remove the virtualenv and Python caches (the Go cache stays)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
