@@ -22,7 +22,7 @@ class Abort(Exception):  # noqa: N818 - a control signal, not an error report
 
 
 def wait_for(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     *,
     timeout: float,
     what: str,
@@ -36,7 +36,7 @@ def wait_for(
     an ``Abort`` ends the wait at once.
     """
     deadline = time.monotonic() + timeout
-    last: object = None
+    last: T | None = None
     last_error: BaseException | None = None
     while True:
         try:

@@ -1,0 +1,50 @@
+"""``python -m sdworker`` / ``sdworker``: run the operator against the current kubeconfig or in-cluster.
+
+Owns the command line and the kopf settings; the handlers themselves live in ``sdworker.handlers``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def _run(args: argparse.Namespace) -> int:
+    # kopf reads credentials through the kubernetes client's own loader, which honours $KUBECONFIG.
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    import kopf
+
+    from sdworker import handlers
+
+    kopf.configure(verbose=args.verbose)
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    handlers.OPTIONS.kubeconfig = args.kubeconfig
+    handlers.OPTIONS.resync_seconds = args.resync_seconds
+    kopf.run(
+        clusterwide=True,
+        # One replica by default; with more, kopf peering (KopfPeering objects) elects the active one.
+        standalone=not args.peering,
+        peering_name=args.peering or None,
+        liveness_endpoint=f"http://{args.health_address}/healthz",
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sdworker", description="The sdworker operator.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--kubeconfig", help="kubeconfig to use (default: in-cluster, then $KUBECONFIG)")
+    run.add_argument("--health-address", default="0.0.0.0:8080", help="host:port of the /healthz endpoint")
+    run.add_argument("--peering", default="", help="kopf peering name for multi-replica leader election")
+    run.add_argument("--resync-seconds", type=float, default=60.0, help="full reconcile period")
+    run.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The fixed vocabulary of the sdworker API: group, kinds, finalizers, taints, labels and validation limits.
+
+It exists so that the operator, the node agent, the parser and the tests agree on every string and bound by
+importing them from one place. The CRD YAML files under ``crds/`` repeat the patterns and limits below
+(Kubernetes reads YAML, not Python); a unit test compares the two so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "sdworker.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+SDWORKER_KIND: Final = "SDWorker"
+SDWORKER_PLURAL: Final = "sdworkers"
+RUNTIMEDISK_KIND: Final = "RuntimeDisk"
+RUNTIMEDISK_PLURAL: Final = "runtimedisks"
+
+# The operator holds this until the cloud disk is detached and deleted; the agent holds the other until it
+# has unmounted, so the operator never detaches a disk the node still has mounted.
+FINALIZER_CLOUD_DISK: Final = f"{GROUP}/cloud-disk"
+FINALIZER_UNMOUNT: Final = f"{GROUP}/unmount"
+
+# cluster-autoscaler treats taints with this prefix as startup taints: it still simulates pods onto a new
+# node, so scale-up works, while the scheduler keeps SD pods off until the agent removes it.
+STARTUP_TAINT_KEY: Final = "startup-taint.cluster-autoscaler.kubernetes.io/sdworker"
+STARTUP_TAINT_VALUE: Final = "pending"
+STARTUP_TAINT_EFFECT: Final = "NoSchedule"
+
+LABEL_SDWORKER: Final = f"{GROUP}/sdworker"
+LABEL_APP_NAME: Final = "app.kubernetes.io/name"
+LABEL_APP_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_APP_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+APP_NAME: Final = "stable-diffusion-webui"
+MANAGED_BY: Final = "sdworker"
+# The agent sets <prefix><runtime-id>=ready on a node once that runtime is mounted and verified.
+# On RuntimeDisks, so the agent can watch only its own node's and tools can select by runtime.
+LABEL_NODE: Final = f"{GROUP}/node"
+LABEL_RUNTIME_ID: Final = f"{GROUP}/runtime-id"
+RUNTIME_READY_LABEL_PREFIX: Final = f"{GROUP}/runtime."
+RUNTIME_READY_VALUE: Final = "ready"
+
+ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
+ANNOTATION_RUNTIME_ID: Final = f"{GROUP}/runtime-id"
+
+MOUNT_ROOT: Final = "/mnt/sdworker"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+
+# Secret keys read from webui.authSecretRef.
+AUTH_KEY_GRADIO: Final = "gradio-auth"
+AUTH_KEY_API: Final = "api-auth"
+
+# --- validation limits and patterns (mirrored in crds/sdworker.dev_sdworkers.yaml) ---
+
+REPLICAS_MIN: Final = 0
+REPLICAS_MAX: Final = 1000
+DEFAULT_REPLICAS: Final = 1
+
+# No runtime image is smaller than this; a smaller disk cannot be created from it.
+DISK_SIZE_MIN_GB: Final = 10
+DISK_SIZE_MAX_GB: Final = 65536
+DEFAULT_DISK_SIZE_GB: Final = 50
+
+WARM_POOL_MAX: Final = 20
+PREFETCH_MAX_ITEMS: Final = 64
+PREFETCH_MAX_LENGTH: Final = 1024
+ARGS_MAX_ITEMS: Final = 64
+ARG_MAX_LENGTH: Final = 1024
+IMAGE_MAX_LENGTH: Final = 256
+BASE_IMAGE_MAX_LENGTH: Final = 512
+MODEL_MAX_LENGTH: Final = 255
+PORT_MIN: Final = 1024
+PORT_MAX: Final = 65535
+DEFAULT_PORT: Final = 7860
+DEFAULT_MODEL: Final = "v1-5-pruned-emaonly.safetensors"
+NODE_SELECTOR_MAX_PROPERTIES: Final = 32
+TOLERATIONS_MAX_ITEMS: Final = 32
+RESOURCE_MAP_MAX_PROPERTIES: Final = 16
+SECRET_NAME_MAX_LENGTH: Final = 253
+NAME_MAX_LENGTH: Final = 63
+
+DISK_TYPES: Final = ("pd-balanced", "pd-ssd", "hyperdisk-balanced", "hyperdisk-ml")
+DEFAULT_DISK_TYPE: Final = "pd-balanced"
+MODES: Final = ("PerNode", "SharedReadOnly")
+DEFAULT_MODE: Final = "PerNode"
+TOLERATION_OPERATORS: Final = ("Exists", "Equal")
+TAINT_EFFECTS: Final = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+RUNTIME_IMAGE_PATTERN: Final = (
+    r"^projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/global/images/(family/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+)
+# A container image reference: optional registry host[:port]/, lower-case path components, optional tag and
+# digest (the grammar of github.com/distribution/reference, without its ambiguity rules).
+BASE_IMAGE_PATTERN: Final = (
+    r"^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?"
+    r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
+    r"(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(@[a-zA-Z][a-zA-Z0-9]*([-_+.][a-zA-Z][a-zA-Z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+MODEL_PATTERN: Final = r"^[^/]+[.](safetensors|ckpt)$"
+DNS1123_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS1035_LABEL_PATTERN: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+LABEL_VALUE_PATTERN: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# The Kubernetes quantity grammar, as in core/v1 ResourceRequirements.
+QUANTITY_PATTERN: Final = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"  # the number
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"  # the suffix
+)
+
+# Flags the operator sets itself; a user copy would fight them (ports, paths) or undo the fast start.
+OWNED_FLAGS: Final = (
+    "--port",
+    "--listen",
+    "--data-dir",
+    "--ckpt-dir",
+    "--ckpt",
+    "--skip-prepare-environment",
+    "--skip-install",
+    "--skip-torch-cuda-test",
+    "--skip-python-version-check",
+    "--skip-version-check",
+    "--no-download-sd-model",
+    "--no-hashing",
+)
+# Flags that carry credentials: they would land in the pod spec, readable by anyone who can get pods.
+CREDENTIAL_FLAGS: Final = ("--gradio-auth", "--gradio-auth-path", "--api-auth")
+INSECURE_EXTENSIONS_FLAG: Final = "--enable-insecure-extension-access"
+# webui flags that are exact names and also prefixes of a forbidden flag; argparse matches exact names first.
+PREFIX_SAFE_FLAGS: Final = ("--api",)
+
+MESSAGE_DISK_TOO_SMALL: Final = (
+    f"diskSizeGb must not be smaller than the runtime image minimum of {DISK_SIZE_MIN_GB} GB"
+)
+MESSAGE_WARM_POOL_SHARED: Final = (
+    "warmPool.size must be 0 when mode is SharedReadOnly (one shared disk per zone needs no pool)"
+)
+MESSAGE_PREFETCH_EMPTY: Final = "prefetch entries must not be empty"
+MESSAGE_PREFETCH_ABSOLUTE: Final = "prefetch entries must be relative paths inside the runtime root"
+MESSAGE_PREFETCH_DOTDOT: Final = "prefetch entries must not contain a '..' segment"
+MESSAGE_MODEL: Final = "model must be a file name (no '/') ending in .safetensors or .ckpt"
+MESSAGE_INSECURE: Final = (
+    "args must not contain --enable-insecure-extension-access unless allowInsecureExtensionAccess is true"
+)
+MESSAGE_CREDENTIALS: Final = (
+    "args must not carry credentials (--gradio-auth, --gradio-auth-path, --api-auth): "
+    "put them in the Secret named by authSecretRef"
+)
+MESSAGE_OWNED_FLAG: Final = (
+    "args must not set flags the operator owns (--port, --listen, --data-dir, --ckpt-dir, --ckpt and the "
+    "--skip-*/--no-download-sd-model/--no-hashing start-up flags): use webui.port and webui.model"
+)
+MESSAGE_GPU: Final = "resources.limits must request nvidia.com/gpu of at least 1 (a whole number)"
+MESSAGE_TOLERATION_STARTUP: Final = (
+    "tolerations must not tolerate the sdworker startup taint: pods must wait until the runtime is mounted"
+)
+MESSAGE_TOLERATION_WILDCARD: Final = (
+    "a toleration with an empty key matches every taint, including the sdworker startup taint: set key, "
+    "or limit effect to PreferNoSchedule or NoExecute"
+)
+MESSAGE_TOLERATION_EXISTS_VALUE: Final = "value must be empty when operator is Exists"
+MESSAGE_TOLERATION_EMPTY_KEY: Final = "operator must be Exists when key is empty"
+MESSAGE_TOLERATION_SECONDS: Final = "tolerationSeconds is only valid with effect NoExecute"
+MESSAGE_NAME: Final = (
+    "metadata.name must be a DNS-1035 label of at most 63 characters (lower-case letters, digits and '-', "
+    "starting with a letter): it names the Service and is used as a label value"
+)

@@ -1,0 +1,394 @@
+"""The operator's reconciler: one level-triggered loop from observed state to Kubernetes writes.
+
+Owns the dirty-key queue (kopf event handlers only mark keys), the periodic full resync, per-key
+retry with backoff, and the glue between kopf's indexes, the pure decisions (``domain.placement``,
+``domain.render``, ``domain.status``, ``domain.teardown``) and ``kube.Kube``. Every pass recomputes
+from whole observations, so a missed or duplicated event never leaves the cluster wrong for longer
+than one resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sdworker.api import constants as c
+from sdworker.api import naming
+from sdworker.api.parse import SpecError, parse_conditions, parse_runtimedisk, parse_sdworker
+from sdworker.api.types import Phase, ResolvedImage, RuntimeDisk, RuntimeStatus, SDWorker
+from sdworker.domain import placement, render, teardown
+from sdworker.domain import status as status_mod
+from sdworker.kube.client import Kube, KubeError
+
+log = logging.getLogger("sdworker.controller")
+COMPONENT = "sdworker-operator"
+Json = dict[str, Any]
+# An image reference -> the concrete image and digest (the cloud layer's job); None: not yet known.
+Resolver = Callable[[str], Awaitable[ResolvedImage | None]]
+
+_SDWORKER = "sdworker"
+_NODE = "node"
+_RUNTIMEDISK = "runtimedisk"
+_MAX_BACKOFF = 60.0
+
+
+async def resolve_as_written(image: str) -> ResolvedImage:
+    """Without a cloud provider the image is taken as written and its digest is unknown."""
+    return ResolvedImage(image=image, digest="")
+
+
+@dataclass
+class Indexes:
+    """kopf's indexes: key -> store of snapshots (one per key for the keys we use)."""
+
+    sdworkers: Mapping[Any, Iterable[Json]]
+    nodes: Mapping[Any, Iterable[Json]]
+    runtimedisks: Mapping[Any, Iterable[Json]]
+    deployments: Mapping[Any, Iterable[Json]]
+
+
+def _one(index: Mapping[Any, Iterable[Json]], key: object) -> Json | None:
+    for value in index.get(key, ()):
+        return value
+    return None
+
+
+def _all(index: Mapping[Any, Iterable[Json]]) -> list[Json]:
+    return [v for store in index.values() for v in store]
+
+
+def _deleting(obj: Mapping[str, Any]) -> bool:
+    return obj.get("metadata", {}).get("deletionTimestamp") is not None
+
+
+def _hash(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _node_info(node: Mapping[str, Any]) -> placement.NodeInfo:
+    return placement.NodeInfo(
+        name=node["metadata"]["name"],
+        labels=node["metadata"].get("labels") or {},
+        provider_id=node.get("spec", {}).get("providerID") or "",
+        deleting=_deleting(node),
+    )
+
+
+class Controller:
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        resync_seconds: float = 60.0,
+        resolver: Resolver = resolve_as_written,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube = kube
+        self.resync_seconds = resync_seconds
+        self.resolver = resolver
+        self.now = now
+        self._indexes: Indexes | None = None
+        self._dirty: set[tuple[str, ...]] = set()
+        self._wake = asyncio.Event()
+        self._failures: dict[tuple[str, ...], int] = {}
+        self._applied: dict[tuple[str, str, str], str] = {}
+
+    # --- marking -------------------------------------------------------------------------------
+
+    def bind(self, indexes: Indexes) -> None:
+        if self._indexes is None:
+            self._indexes = indexes
+
+    def _mark(self, key: tuple[str, ...]) -> None:
+        self._dirty.add(key)
+        self._wake.set()
+
+    def mark_sdworker(self, namespace: str, name: str) -> None:
+        self._mark((_SDWORKER, namespace, name))
+
+    def mark_node(self, name: str) -> None:
+        self._mark((_NODE, name))
+
+    def mark_runtimedisk(self, name: str) -> None:
+        self._mark((_RUNTIMEDISK, name))
+
+    def mark_all_nodes(self) -> None:
+        self._mark((_NODE, "*"))
+
+    def mark_all_sdworkers(self) -> None:
+        self._mark((_SDWORKER, "*"))
+
+    def mark_everything(self) -> None:
+        idx = self._indexes
+        if idx is None:
+            return
+        self._applied.clear()  # re-apply children: someone may have edited or deleted them
+        self.mark_all_nodes()
+        self.mark_all_sdworkers()
+        for name in idx.runtimedisks:
+            self.mark_runtimedisk(name)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        resync = asyncio.create_task(self._resync_forever())
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._indexes is None:
+                    continue
+                batch, self._dirty = self._dirty, set()
+                await self._process(batch)
+        finally:
+            resync.cancel()
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_seconds)
+            self.mark_everything()
+
+    async def close(self) -> None:
+        await self.kube.close()
+
+    async def _process(self, batch: set[tuple[str, ...]]) -> None:
+        idx = self._indexes
+        assert idx is not None
+        # Teardown first (frees finalizers), then placement (creates/deletes RuntimeDisks), then
+        # the SDWorkers, whose status counts the RuntimeDisks.
+        for key in sorted(k for k in batch if k[0] == _RUNTIMEDISK):
+            await self._guard(key, self._reconcile_runtimedisk(key[1]))
+        if any(k[0] == _NODE for k in batch):
+            await self._guard((_NODE, "*"), self._reconcile_placement())
+        sdworker_keys = {k for k in batch if k[0] == _SDWORKER}
+        if (_SDWORKER, "*") in sdworker_keys:
+            sdworker_keys = {(_SDWORKER, ns, name) for ns, name in idx.sdworkers}
+        for key in sorted(sdworker_keys):
+            await self._guard(key, self._reconcile_sdworker(key[1], key[2]))
+
+    async def _guard(self, key: tuple[str, ...], work: Awaitable[None]) -> None:
+        """Run one reconcile; on failure retry that key later with exponential backoff."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+            delay = min(_MAX_BACKOFF, 0.5 * 2 ** (failures - 1))
+            level = logging.INFO if isinstance(exc, KubeError) and exc.status == 409 else logging.WARNING
+            log.log(level, "reconcile %s failed (attempt %d, retry in %.1fs): %s", key, failures, delay, exc)
+            asyncio.get_running_loop().call_later(delay, self._mark, key)
+        else:
+            self._failures.pop(key, None)
+
+    # --- SDWorkers -----------------------------------------------------------------------------
+
+    async def _reconcile_sdworker(self, namespace: str, name: str) -> None:
+        idx = self._indexes
+        assert idx is not None
+        body = _one(idx.sdworkers, (namespace, name))
+        if body is None or _deleting(body):
+            return  # children go with it: they carry its ownerReference
+        meta = body["metadata"]
+        previous = parse_conditions((body.get("status") or {}).get("conditions"))
+        spec_error: SpecError | None = None
+        runtime: RuntimeStatus | None = None
+        disks: list[RuntimeDisk] = []
+        matching = 0
+        deployment: status_mod.DeploymentObservation | None = None
+        desired_replicas = 0
+        try:
+            worker = parse_sdworker(body)
+        except SpecError as err:
+            spec_error = err
+        else:
+            desired_replicas = worker.spec.replicas
+            resolved = await self.resolver(worker.spec.runtime.image)
+            rid = naming.runtime_id(resolved.image if resolved else worker.spec.runtime.image)
+            if resolved is not None:
+                runtime = RuntimeStatus(image=resolved.image, digest=resolved.digest, runtime_id=rid)
+            await self._apply_children(worker, rid)
+            deployment = self._deployment_observation(namespace, naming.child_name(name))
+            nodes = [
+                n
+                for n in map(_node_info, _all(idx.nodes))
+                if not n.deleting and placement.selector_matches(worker.spec.node_selector, n.labels)
+            ]
+            matching = len(nodes)
+            names = {n.name for n in nodes}
+            disks = [
+                d for d in self._runtimedisks() if d.spec.runtime_id == rid and d.spec.node_name in names
+            ]
+        new = status_mod.aggregate_status(
+            name=name,
+            generation=int(meta.get("generation") or 0),
+            desired_replicas=desired_replicas,
+            deployment=deployment,
+            disks=disks,
+            matching_nodes=matching,
+            runtime=runtime,
+            previous=previous,
+            now=self.now(),
+            spec_error=spec_error,
+        )
+        new_status = new.to_dict()
+        if new_status != body.get("status"):
+            await self.kube.patch(
+                c.SDWORKER_KIND, name, {"status": new_status}, namespace=namespace, sub="status"
+            )
+        involved = {
+            "apiVersion": c.API_VERSION,
+            "kind": c.SDWORKER_KIND,
+            "name": name,
+            "namespace": namespace,
+            "uid": meta.get("uid", ""),
+        }
+        for event in status_mod.events_for_transition(previous, new.conditions):
+            await self.kube.post_event(
+                involved, type_=event.type, reason=event.reason, message=event.message, component=COMPONENT
+            )
+
+    async def _apply_children(self, worker: SDWorker, runtime_id: str) -> None:
+        children = render.render_children(worker.namespace, worker.name, worker.uid, worker.spec, runtime_id)
+        for manifest in children:
+            key = (manifest["kind"], worker.namespace, manifest["metadata"]["name"])
+            digest = _hash(manifest)
+            if self._applied.get(key) == digest:
+                continue
+            await self.kube.apply(manifest)
+            self._applied[key] = digest
+
+    def _deployment_observation(self, namespace: str, name: str) -> status_mod.DeploymentObservation | None:
+        assert self._indexes is not None
+        dep = _one(self._indexes.deployments, (namespace, name))
+        if dep is None:
+            return None
+        st = dep.get("status") or {}
+        return status_mod.DeploymentObservation(
+            replicas=int(st.get("replicas") or 0),
+            ready_replicas=int(st.get("readyReplicas") or 0),
+            updated_replicas=int(st.get("updatedReplicas") or 0),
+            available_replicas=int(st.get("availableReplicas") or 0),
+        )
+
+    def _runtimedisks(self) -> list[RuntimeDisk]:
+        assert self._indexes is not None
+        out = []
+        for body in _all(self._indexes.runtimedisks):
+            try:
+                out.append(parse_runtimedisk(body))
+            except SpecError as err:
+                log.warning("ignoring malformed RuntimeDisk %s: %s", body["metadata"]["name"], err)
+        return out
+
+    # --- nodes -> RuntimeDisks -----------------------------------------------------------------
+
+    async def _reconcile_placement(self) -> None:
+        idx = self._indexes
+        assert idx is not None
+        workers: list[SDWorker] = []
+        invalid = 0
+        for body in _all(idx.sdworkers):
+            if _deleting(body):
+                continue
+            try:
+                workers.append(parse_sdworker(body))
+            except SpecError:
+                invalid += 1
+        resolved: dict[str, ResolvedImage] = {}
+        for image in sorted({w.spec.runtime.image for w in workers}):
+            found = await self.resolver(image)
+            if found is not None:
+                resolved[image] = found
+        nodes = {n["metadata"]["name"]: n for n in _all(idx.nodes)}
+        plan = placement.place(map(_node_info, nodes.values()), workers, resolved)
+        for skipped in plan.skipped:
+            log.info("node %s gets no runtime: %s (%s)", skipped.node, skipped.reason, skipped.message)
+        existing = {d["metadata"]["name"]: d for d in _all(idx.runtimedisks)}
+        to_create, to_delete = placement.diff_runtimedisks(plan.desired, existing)
+        for rd_name in to_create:
+            spec = plan.desired[rd_name]
+            node = nodes.get(spec.node_name)
+            if node is not None and not _deleting(node):
+                await self._create_runtimedisk(rd_name, node, spec.to_dict())
+        # A spec the operator cannot parse (CRD skew) must not tear down disks that pods use, and
+        # neither may an image that could not be resolved this time.
+        if invalid or plan.unresolved:
+            return
+        for rd_name in to_delete:
+            if not _deleting(existing[rd_name]):
+                log.info("deleting RuntimeDisk %s: no SDWorker needs it on its node", rd_name)
+                await self.kube.delete(c.RUNTIMEDISK_KIND, rd_name)
+
+    async def _create_runtimedisk(self, name: str, node: Mapping[str, Any], spec: Json) -> None:
+        manifest = {
+            "apiVersion": c.API_VERSION,
+            "kind": c.RUNTIMEDISK_KIND,
+            "metadata": {
+                "name": name,
+                "labels": {
+                    c.LABEL_APP_MANAGED_BY: c.MANAGED_BY,
+                    c.LABEL_NODE: spec["nodeName"],
+                    c.LABEL_RUNTIME_ID: spec["runtimeId"],
+                },
+                # The Node owns its disks: when the autoscaler removes the node, the garbage
+                # collector deletes the RuntimeDisk and our finalizers run the teardown.
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Node",
+                        "name": node["metadata"]["name"],
+                        "uid": node["metadata"]["uid"],
+                    }
+                ],
+                "finalizers": [c.FINALIZER_CLOUD_DISK, c.FINALIZER_UNMOUNT],
+            },
+            "spec": spec,
+        }
+        created = await self.kube.create(manifest)
+        if created is not None:
+            log.info("created RuntimeDisk %s for node %s", name, spec["nodeName"])
+            await self.kube.patch(
+                c.RUNTIMEDISK_KIND,
+                name,
+                {
+                    "status": {
+                        "phase": str(Phase.PENDING),
+                        "reason": "Created",
+                        "message": "Waiting for a disk",
+                    }
+                },
+                sub="status",
+            )
+
+    # --- RuntimeDisk teardown ------------------------------------------------------------------
+
+    async def _reconcile_runtimedisk(self, name: str) -> None:
+        idx = self._indexes
+        assert idx is not None
+        body = _one(idx.runtimedisks, name)
+        if body is None or not _deleting(body):
+            return
+        rd = parse_runtimedisk(body)
+        facts = teardown.TeardownFacts(
+            phase=rd.status.phase,
+            node_exists=_one(idx.nodes, rd.spec.node_name) is not None,
+            disk_may_exist=rd.status.phase is not Phase.PENDING or rd.status.timings.disk_created is not None,
+        )
+        releases = [
+            r for r in teardown.releasable(facts) if r.finalizer in body["metadata"].get("finalizers", [])
+        ]
+        if releases:
+            log.info(
+                "RuntimeDisk %s: releasing %s",
+                name,
+                ", ".join(f"{r.finalizer} ({r.reason})" for r in releases),
+            )
+            await self.kube.remove_finalizers(body, [r.finalizer for r in releases])

@@ -1,0 +1,129 @@
+"""The kopf registrations: watch what the operator cares about and hand it to the controller.
+
+Handlers are deliberately thin. Indexes keep an in-memory view of SDWorkers, Nodes, RuntimeDisks and
+the Deployments we own; kopf runs no other handler until every index has been fully listed, so the
+controller never decides from a half-filled cache (which could delete a RuntimeDisk that is still
+needed). Event handlers only mark keys dirty; ``sdworker.controller`` does the level-triggered
+reconciling in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from sdworker.api import constants as c
+from sdworker.controller import Controller, Indexes
+from sdworker.kube.client import Kube
+
+
+@dataclass
+class Options:
+    kubeconfig: str | None = None
+    resync_seconds: float = 60.0
+
+
+OPTIONS = Options()
+_controller: Controller | None = None
+_tasks: list[asyncio.Task[None]] = []
+
+
+def _snapshot(body: kopf.Body) -> dict[str, Any]:
+    # kopf bodies are live views; the controller must see one consistent version of an object.
+    return copy.deepcopy(dict(body))
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _controller
+    settings.posting.level = logging.ERROR  # kopf's per-handler Events are noise; we post transitions.
+    settings.scanning.disabled = True
+    settings.watching.server_timeout = 300
+    kube = await Kube.connect(OPTIONS.kubeconfig)
+    _controller = Controller(kube, resync_seconds=OPTIONS.resync_seconds)
+    _tasks.append(asyncio.create_task(_controller.run(), name="sdworker-controller"))
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    for task in _tasks:
+        task.cancel()
+    await asyncio.gather(*_tasks, return_exceptions=True)
+    if _controller is not None:
+        await _controller.close()
+
+
+# --- indexes ---------------------------------------------------------------------------------
+
+
+@kopf.index(c.GROUP, c.VERSION, c.SDWORKER_PLURAL)
+def sdworkers_idx(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
+    return {(namespace or "", name): _snapshot(body)}
+
+
+@kopf.index("v1", "nodes")
+def nodes_idx(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {name: _snapshot(body)}
+
+
+@kopf.index(c.GROUP, c.VERSION, c.RUNTIMEDISK_PLURAL)
+def runtimedisks_idx(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {name: _snapshot(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels={c.LABEL_APP_MANAGED_BY: c.MANAGED_BY})
+def deployments_idx(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], Any]:
+    return {(namespace or "", name): _snapshot(body)}
+
+
+def _bind(kwargs: dict[str, Any]) -> Controller:
+    assert _controller is not None, "startup handler did not run"
+    _controller.bind(
+        Indexes(
+            sdworkers=kwargs["sdworkers_idx"],
+            nodes=kwargs["nodes_idx"],
+            runtimedisks=kwargs["runtimedisks_idx"],
+            deployments=kwargs["deployments_idx"],
+        )
+    )
+    return _controller
+
+
+# --- events: mark dirty ---------------------------------------------------------------------
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.SDWORKER_PLURAL)
+def sdworker_event(namespace: str | None, name: str, **kwargs: Any) -> None:
+    controller = _bind(kwargs)
+    controller.mark_sdworker(namespace or "", name)
+    # Its nodeSelector or runtime may have changed: every node's set of runtimes may change.
+    controller.mark_all_nodes()
+
+
+@kopf.on.event("v1", "nodes")
+def node_event(name: str, **kwargs: Any) -> None:
+    controller = _bind(kwargs)
+    controller.mark_node(name)
+    controller.mark_all_sdworkers()
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.RUNTIMEDISK_PLURAL)
+def runtimedisk_event(name: str, **kwargs: Any) -> None:
+    controller = _bind(kwargs)
+    controller.mark_runtimedisk(name)
+    controller.mark_all_sdworkers()
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={c.LABEL_APP_MANAGED_BY: c.MANAGED_BY})
+def deployment_event(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+    controller = _bind(kwargs)
+    owner = labels.get(c.LABEL_SDWORKER)
+    if owner and namespace:
+        controller.mark_sdworker(namespace, owner)
