@@ -21,8 +21,16 @@ def _run(args: argparse.Namespace) -> int:
 
     kopf.configure(verbose=args.verbose)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    handlers.OPTIONS.kubeconfig = args.kubeconfig
-    handlers.OPTIONS.resync_seconds = args.resync_seconds
+    opts = handlers.OPTIONS
+    opts.kubeconfig = args.kubeconfig
+    opts.resync_seconds = args.resync_seconds
+    opts.cluster = args.cluster_name
+    opts.cloud = args.cloud
+    opts.compute_endpoint = args.compute_endpoint
+    opts.anonymous_credentials = args.anonymous_credentials
+    opts.write_quota = args.write_quota
+    opts.write_burst = args.write_burst
+    opts.sweep_seconds = args.sweep_seconds
     kopf.run(
         clusterwide=True,
         # One replica by default; with more, kopf peering (KopfPeering objects) elects the active one.
@@ -41,6 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--health-address", default="0.0.0.0:8080", help="host:port of the /healthz endpoint")
     run.add_argument("--peering", default="", help="kopf peering name for multi-replica leader election")
     run.add_argument("--resync-seconds", type=float, default=60.0, help="full reconcile period")
+    run.add_argument(
+        "--cluster-name", default="sdworker", help="label on every cloud disk (sdworker-cluster)"
+    )
+    run.add_argument(
+        "--cloud",
+        choices=["gce", "none"],
+        default="gce",
+        help="gce: create and attach disks (credentials: ADC / Workload Identity); none: API only",
+    )
+    run.add_argument("--compute-endpoint", help="compute API endpoint override (the local simulator)")
+    run.add_argument("--anonymous-credentials", action="store_true", help="for the simulator only")
+    run.add_argument(
+        "--write-quota", type=float, default=20.0, help="cloud writes per second (regional quota)"
+    )
+    run.add_argument("--write-burst", type=int, default=5, help="token-bucket burst above the write rate")
+    run.add_argument("--sweep-seconds", type=float, default=300.0, help="orphaned-disk sweep period")
     run.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     return _run(args)

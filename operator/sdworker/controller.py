@@ -10,6 +10,7 @@ than one resync.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,9 +23,13 @@ from sdworker.api import constants as c
 from sdworker.api import naming
 from sdworker.api.parse import SpecError, parse_conditions, parse_runtimedisk, parse_sdworker
 from sdworker.api.types import Phase, ResolvedImage, RuntimeDisk, RuntimeStatus, SDWorker
+from sdworker.cloud.provider import CloudProvider
 from sdworker.domain import placement, render, teardown
 from sdworker.domain import status as status_mod
+from sdworker.domain.pool import PoolKey, PoolTarget, pool_targets
 from sdworker.kube.client import Kube, KubeError
+from sdworker.maintenance import Maintenance
+from sdworker.provisioning import ImageResolver, Provisioner
 
 log = logging.getLogger("sdworker.controller")
 COMPONENT = "sdworker-operator"
@@ -35,6 +40,7 @@ Resolver = Callable[[str], Awaitable[ResolvedImage | None]]
 _SDWORKER = "sdworker"
 _NODE = "node"
 _RUNTIMEDISK = "runtimedisk"
+_SWEEP = "sweep"
 _MAX_BACKOFF = 60.0
 
 
@@ -85,19 +91,42 @@ class Controller:
         self,
         kube: Kube,
         *,
+        cloud: CloudProvider | None = None,
+        cluster: str = "sdworker",
         resync_seconds: float = 60.0,
-        resolver: Resolver = resolve_as_written,
+        sweep_seconds: float = 300.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kube = kube
+        self.cloud = cloud
+        self.cluster = cluster
         self.resync_seconds = resync_seconds
-        self.resolver = resolver
+        self.sweep_seconds = sweep_seconds
         self.now = now
+        self.maintenance = Maintenance(cloud, cluster=cluster) if cloud is not None else None
+        self._refill: asyncio.Task[Any] | None = None
+        # Without a cloud provider images are taken as written and RuntimeDisks stay Pending.
+        self.images: ImageResolver | None = ImageResolver(cloud) if cloud is not None else None
+        self.resolver: Resolver = self.images if self.images is not None else resolve_as_written
+        self.provisioner: Provisioner | None = None
+        if cloud is not None:
+            self.provisioner = Provisioner(
+                kube,
+                cloud,
+                cluster=cluster,
+                runtimedisk=lambda name: _one(self._require_indexes().runtimedisks, name),
+                node_exists=lambda name: _one(self._require_indexes().nodes, name) is not None,
+                now=now,
+            )
         self._indexes: Indexes | None = None
         self._dirty: set[tuple[str, ...]] = set()
         self._wake = asyncio.Event()
         self._failures: dict[tuple[str, ...], int] = {}
         self._applied: dict[tuple[str, str, str], str] = {}
+
+    def _require_indexes(self) -> Indexes:
+        assert self._indexes is not None, "indexes are bound before any reconcile"
+        return self._indexes
 
     # --- marking -------------------------------------------------------------------------------
 
@@ -138,6 +167,7 @@ class Controller:
 
     async def run(self) -> None:
         resync = asyncio.create_task(self._resync_forever())
+        sweep = asyncio.create_task(self._sweep_forever()) if self.maintenance else None
         try:
             while True:
                 await self._wake.wait()
@@ -148,13 +178,26 @@ class Controller:
                 await self._process(batch)
         finally:
             resync.cancel()
+            if sweep is not None:
+                sweep.cancel()
 
     async def _resync_forever(self) -> None:
         while True:
             await asyncio.sleep(self.resync_seconds)
             self.mark_everything()
 
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_seconds)
+            self._mark((_SWEEP,))
+
     async def close(self) -> None:
+        if self._refill is not None:
+            self._refill.cancel()
+        if self.provisioner is not None:
+            await self.provisioner.close()
+        if self.cloud is not None:
+            await self.cloud.close()
         await self.kube.close()
 
     async def _process(self, batch: set[tuple[str, ...]]) -> None:
@@ -171,6 +214,8 @@ class Controller:
             sdworker_keys = {(_SDWORKER, ns, name) for ns, name in idx.sdworkers}
         for key in sorted(sdworker_keys):
             await self._guard(key, self._reconcile_sdworker(key[1], key[2]))
+        if (_SWEEP,) in batch:
+            await self._guard((_SWEEP,), self._sweep())
 
     async def _guard(self, key: tuple[str, ...], work: Awaitable[None]) -> None:
         """Run one reconcile; on failure retry that key later with exponential backoff."""
@@ -199,6 +244,7 @@ class Controller:
         meta = body["metadata"]
         previous = parse_conditions((body.get("status") or {}).get("conditions"))
         spec_error: SpecError | None = None
+        runtime_error: tuple[str, str] | None = None
         runtime: RuntimeStatus | None = None
         disks: list[RuntimeDisk] = []
         matching = 0
@@ -211,6 +257,7 @@ class Controller:
         else:
             desired_replicas = worker.spec.replicas
             resolved = await self.resolver(worker.spec.runtime.image)
+            runtime_error = self.images.error(worker.spec.runtime.image) if self.images else None
             rid = naming.runtime_id(resolved.image if resolved else worker.spec.runtime.image)
             if resolved is not None:
                 runtime = RuntimeStatus(image=resolved.image, digest=resolved.digest, runtime_id=rid)
@@ -237,6 +284,7 @@ class Controller:
             previous=previous,
             now=self.now(),
             spec_error=spec_error,
+            runtime_error=runtime_error,
         )
         new_status = new.to_dict()
         if new_status != body.get("status"):
@@ -308,7 +356,8 @@ class Controller:
             if found is not None:
                 resolved[image] = found
         nodes = {n["metadata"]["name"]: n for n in _all(idx.nodes)}
-        plan = placement.place(map(_node_info, nodes.values()), workers, resolved)
+        plan = placement.place(map(_node_info, nodes.values()), workers, resolved, cluster=self.cluster)
+        targets = pool_targets(plan.desired, workers, resolved)
         for skipped in plan.skipped:
             log.info("node %s gets no runtime: %s (%s)", skipped.node, skipped.reason, skipped.message)
         existing = {d["metadata"]["name"]: d for d in _all(idx.runtimedisks)}
@@ -316,8 +365,17 @@ class Controller:
         for rd_name in to_create:
             spec = plan.desired[rd_name]
             node = nodes.get(spec.node_name)
-            if node is not None and not _deleting(node):
-                await self._create_runtimedisk(rd_name, node, spec.to_dict())
+            if node is None or _deleting(node):
+                continue
+            pool = targets.get(PoolKey(spec.project, spec.zone, spec.runtime_id))
+            if self.maintenance is not None and pool is not None:
+                claimed = await self.maintenance.claim(spec)
+                if claimed is not None:
+                    spec = dataclasses.replace(spec, disk_name=claimed)
+            await self._create_runtimedisk(rd_name, node, spec.to_dict())
+        if self.maintenance is not None and (self._refill is None or self._refill.done()):
+            # Refill in the background: a new node must not wait for the pool's next disk.
+            self._refill = asyncio.create_task(self._guard((_SWEEP, "pool"), self._refill_pool(targets)))
         # A spec the operator cannot parse (CRD skew) must not tear down disks that pods use, and
         # neither may an image that could not be resolved this time.
         if invalid or plan.unresolved:
@@ -368,13 +426,45 @@ class Controller:
                 sub="status",
             )
 
+    # --- cloud housekeeping ---------------------------------------------------------------------
+
+    def _zones(self) -> set[tuple[str, str]]:
+        idx = self._require_indexes()
+        zones = {(d.spec.project, d.spec.zone) for d in self._runtimedisks()}
+        for node in _all(idx.nodes):
+            instance = placement.parse_provider_id(node.get("spec", {}).get("providerID") or "")
+            if instance is not None:
+                zones.add((instance.project, instance.zone))
+        return zones
+
+    async def _refill_pool(self, targets: Mapping[PoolKey, PoolTarget]) -> None:
+        assert self.maintenance is not None
+        report = await self.maintenance.refill(targets, self._zones())
+        if report.pool_created or report.pool_deleted:
+            log.info("warm pool: created %s, deleted %s", report.pool_created, report.pool_deleted)
+
+    async def _sweep(self) -> None:
+        assert self.maintenance is not None
+        claimed = {d.spec.disk_name for d in self._runtimedisks()}
+        deleted = await self.maintenance.sweep(claimed, self._zones())
+        if deleted:
+            log.info("orphan sweep deleted %d disks: %s", len(deleted), deleted)
+
+    def sweep_now(self) -> None:
+        self._mark((_SWEEP,))
+
     # --- RuntimeDisk teardown ------------------------------------------------------------------
 
     async def _reconcile_runtimedisk(self, name: str) -> None:
         idx = self._indexes
         assert idx is not None
         body = _one(idx.runtimedisks, name)
-        if body is None or not _deleting(body):
+        if body is None:
+            return
+        if self.provisioner is not None:
+            self.provisioner.kick(name)
+            return
+        if not _deleting(body):
             return
         rd = parse_runtimedisk(body)
         facts = teardown.TeardownFacts(

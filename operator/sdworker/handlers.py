@@ -26,6 +26,13 @@ from sdworker.kube.client import Kube
 class Options:
     kubeconfig: str | None = None
     resync_seconds: float = 60.0
+    cluster: str = "sdworker"
+    cloud: str = "gce"  # gce | none
+    compute_endpoint: str | None = None
+    anonymous_credentials: bool = False
+    write_quota: float = 20.0
+    write_burst: int = 5
+    sweep_seconds: float = 300.0
 
 
 OPTIONS = Options()
@@ -45,7 +52,19 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     kube = await Kube.connect(OPTIONS.kubeconfig)
-    _controller = Controller(kube, resync_seconds=OPTIONS.resync_seconds)
+    cloud = None
+    if OPTIONS.cloud == "gce":
+        from sdworker.cloud.gce import GceCloud
+
+        cloud = GceCloud(
+            api_endpoint=OPTIONS.compute_endpoint,
+            anonymous=OPTIONS.anonymous_credentials,
+            write_rate=OPTIONS.write_quota,
+            write_burst=OPTIONS.write_burst,
+        )
+    _controller = Controller(
+        kube, cloud=cloud, cluster=OPTIONS.cluster, resync_seconds=OPTIONS.resync_seconds
+    )
     _tasks.append(asyncio.create_task(_controller.run(), name="sdworker-controller"))
 
 

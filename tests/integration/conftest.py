@@ -45,8 +45,10 @@ def crds(cluster: LocalCluster) -> list[str]:
 class OperatorProcess:
     """``python -m sdworker run`` against the test cluster; restartable."""
 
-    def __init__(self, cluster: LocalCluster, logdir: Path) -> None:
+    def __init__(self, cluster: LocalCluster, logdir: Path, extra_args: list[str] | None = None) -> None:
         self.cluster = cluster
+        # The session operator runs without a cloud provider; cloud tests start their own.
+        self.extra_args = extra_args if extra_args is not None else ["--cloud=none"]
         self.logdir = logdir
         self.proc: procs.Process | None = None
         self.starts = 0
@@ -63,6 +65,7 @@ class OperatorProcess:
                 "run",
                 f"--kubeconfig={self.cluster.kubeconfig}",
                 f"--health-address=127.0.0.1:{port}",
+                *self.extra_args,
                 "--verbose",
             ],
             self.logdir / f"operator-{self.starts}.log",

@@ -157,12 +157,14 @@ def aggregate_status(
     previous: Sequence[Condition],
     now: datetime,
     spec_error: SpecError | None = None,
+    runtime_error: tuple[str, str] | None = None,
 ) -> SDWorkerStatus:
     """The complete status of the SDWorker ``name``.
 
     ``disks`` are the RuntimeDisks of this SDWorker's runtime on the nodes that match its nodeSelector, and
     ``matching_nodes`` counts those nodes. With ``spec_error`` set, the spec could not be parsed: the status
-    says so (Degraded/InvalidSpec) and keeps reporting what it can observe.
+    says so (Degraded/InvalidSpec) and keeps reporting what it can observe. ``runtime_error`` is the
+    (reason, message) of a cloud failure to resolve the runtime image (say ``ImageNotFound``).
     """
     dep = deployment or DeploymentObservation()
     nodes = count_nodes(disks)
@@ -177,6 +179,8 @@ def aggregate_status(
         ]
     else:
         rt_status, rt_reason, rt_message = _runtime_condition(runtime, nodes, matching_nodes, disks)
+        if runtime is None and runtime_error is not None:
+            rt_reason, rt_message = runtime_error
         replicas_message = f"{dep.ready_replicas}/{desired_replicas} replicas ready"
         if desired_replicas == 0:
             ready = (ConditionStatus.TRUE, REASON_SCALED_TO_ZERO, "Scaled to zero replicas")
@@ -208,7 +212,9 @@ def aggregate_status(
                 "All replicas are updated and ready",
             )
 
-        if nodes.failed:
+        if runtime is None and runtime_error is not None:
+            degraded = (ConditionStatus.TRUE, *runtime_error)
+        elif nodes.failed:
             degraded = (ConditionStatus.TRUE, REASON_RUNTIME_DISK_FAILED, _failed_summary(disks))
         else:
             degraded = (ConditionStatus.FALSE, REASON_AS_EXPECTED, "No failures observed")

@@ -1,0 +1,364 @@
+"""``CloudProvider`` over google-cloud-compute: disks from images, attach, detach, delete, labels.
+
+Owns the compute clients, credentials (Application Default Credentials / Workload Identity in
+production; anonymous credentials and an endpoint override for the compute API simulator), the
+write pacing and per-resource serialisation (``ratelimit``), and the check -> act -> wait -> verify
+sequence of every mutation. Request ids are derived from an idempotency key that the caller makes
+unique per intent (the RuntimeDisk's uid), so a retried or replayed call is recognised by GCE.
+The compute client is synchronous; calls run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import google.api_core.exceptions as gexc
+import requests
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
+
+from sdworker.api.types import ResolvedImage
+from sdworker.cloud.errors import CloudError, Retry, classify_http, classify_operation
+from sdworker.cloud.provider import LABEL_DIGEST, Disk, DiskRequest, image_matches
+from sdworker.cloud.ratelimit import KeyedLocks, TokenBucket
+
+T = TypeVar("T")
+_REQUEST_NS = uuid.UUID("6a1d5f0e-2f0b-4d0e-9a53-5d3c8a1f7b21")
+_IMAGE_RE = re.compile(
+    r"^projects/(?P<project>[^/]+)/global/images/(?:family/(?P<family>[^/]+)|(?P<image>[^/]+))$"
+)
+_DIGEST_RE = re.compile(r"sdworker-digest=(sha256:[0-9a-f]{64})")
+# Observer(method, outcome, seconds) -> None, for metrics.
+Observer = Callable[[str, str, float], None]
+
+
+def request_id(key: str, action: str) -> str:
+    """A deterministic UUID for one intended mutation (GCE de-duplicates by it)."""
+    return str(uuid.uuid5(_REQUEST_NS, f"{key}/{action}"))
+
+
+def _reasons(exc: gexc.GoogleAPICallError) -> list[str]:
+    out = []
+    for err in exc.errors or []:
+        reason = err.get("reason") if isinstance(err, Mapping) else getattr(err, "reason", None)
+        if reason:
+            out.append(str(reason))
+    return out
+
+
+def _last(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+class GceCloud:
+    def __init__(
+        self,
+        *,
+        api_endpoint: str | None = None,
+        anonymous: bool = False,
+        write_rate: float = 20.0,
+        write_burst: int = 5,
+        operation_timeout: float = 600.0,
+        observer: Observer | None = None,
+    ) -> None:
+        options = ClientOptions(api_endpoint=api_endpoint) if api_endpoint else None
+        # None: Application Default Credentials (Workload Identity on GKE).
+        credentials = AnonymousCredentials() if anonymous else None  # type: ignore[no-untyped-call]
+        kw: dict[str, Any] = {"credentials": credentials, "client_options": options}
+        self._disks = compute_v1.DisksClient(**kw)
+        self._instances = compute_v1.InstancesClient(**kw)
+        self._images = compute_v1.ImagesClient(**kw)
+        self._zone_ops = compute_v1.ZoneOperationsClient(**kw)
+        self.writes = TokenBucket(write_rate, write_burst)
+        self.locks = KeyedLocks()
+        self.operation_timeout = operation_timeout
+        self._observer = observer
+
+    async def close(self) -> None:
+        for client in (self._disks, self._instances, self._images, self._zone_ops):
+            client.transport.close()  # type: ignore[no-untyped-call]
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    async def _call(self, method: str, fn: Callable[..., T], *, write: bool = False, **kwargs: Any) -> T:
+        if write:
+            await self.writes.acquire()
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            return await asyncio.to_thread(fn, retry=None, timeout=60.0, **kwargs)
+        except gexc.GoogleAPICallError as exc:
+            error = classify_http(int(exc.code or 0), _reasons(exc), exc.message or str(exc))
+            outcome = error.reason
+            raise error from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            outcome = "CloudUnavailable"
+            raise CloudError("CloudUnavailable", Retry.SOON, str(exc)) from exc
+        finally:
+            if self._observer is not None:
+                self._observer(method, outcome, time.monotonic() - started)
+
+    async def _wait(self, project: str, zone: str, op: compute_v1.Operation) -> None:
+        """Wait for a zone operation to be DONE and raise its error, if any."""
+        deadline = time.monotonic() + self.operation_timeout
+        while op.status != compute_v1.Operation.Status.DONE:
+            if time.monotonic() > deadline:
+                raise CloudError("OperationTimeout", Retry.SOON, f"operation {op.name} not done in time")
+            op = await self._call(
+                "zoneOperations.wait", self._zone_ops.wait, project=project, zone=zone, operation=op.name
+            )
+        if op.error and op.error.errors:
+            first = op.error.errors[0]
+            raise classify_operation(first.code, first.message)
+
+    # --- images --------------------------------------------------------------------------------
+
+    async def resolve_image(self, image: str) -> ResolvedImage:
+        match = _IMAGE_RE.match(image)
+        if match is None:
+            raise CloudError(
+                "InvalidImage", Retry.NEVER, f"{image!r} is not projects/P/global/images/[family/]NAME"
+            )
+        project = match["project"]
+        if match["family"]:
+            found = await self._call(
+                "images.getFromFamily", self._images.get_from_family, project=project, family=match["family"]
+            )
+        else:
+            found = await self._call("images.get", self._images.get, project=project, image=match["image"])
+        digest_match = _DIGEST_RE.search(found.description or "")
+        digest = digest_match.group(1) if digest_match else ""
+        if not digest and found.labels.get(LABEL_DIGEST):
+            digest = f"sha256:{found.labels[LABEL_DIGEST]}"
+        return ResolvedImage(image=f"projects/{project}/global/images/{found.name}", digest=digest)
+
+    # --- disks ---------------------------------------------------------------------------------
+
+    def _disk(self, project: str, zone: str, raw: compute_v1.Disk) -> Disk:
+        return Disk(
+            project=project,
+            zone=zone,
+            name=raw.name,
+            status=raw.status,
+            source_image=raw.source_image,
+            size_gb=int(raw.size_gb),
+            labels=dict(raw.labels),
+            label_fingerprint=raw.label_fingerprint,
+            users=tuple(_last(u) for u in raw.users),
+        )
+
+    async def get_disk(self, project: str, zone: str, name: str) -> Disk | None:
+        try:
+            raw = await self._call("disks.get", self._disks.get, project=project, zone=zone, disk=name)
+        except CloudError as err:
+            if err.status == 404:
+                return None
+            raise
+        return self._disk(project, zone, raw)
+
+    async def ensure_disk(self, request: DiskRequest, *, idempotency_key: str) -> Disk:
+        p, z = request.project, request.zone
+        async with self.locks.hold([f"disk/{p}/{z}/{request.name}"]):
+            disk = await self.get_disk(p, z, request.name)
+            if disk is None:
+                resource = compute_v1.Disk(
+                    name=request.name,
+                    source_image=request.source_image,
+                    size_gb=request.size_gb,
+                    type_=f"projects/{p}/zones/{z}/diskTypes/{request.disk_type}",
+                    labels=dict(request.labels),
+                )
+                try:
+                    op = await self._call(
+                        "disks.insert",
+                        self._disks.insert_unary,
+                        write=True,
+                        request=compute_v1.InsertDiskRequest(
+                            project=p,
+                            zone=z,
+                            disk_resource=resource,
+                            request_id=request_id(idempotency_key, f"insert/{request.name}"),
+                        ),
+                    )
+                except CloudError as err:
+                    if err.status != 409:  # 409: someone (our earlier self) created it: verify below
+                        raise
+                else:
+                    await self._wait(p, z, op)
+                disk = await self._wait_disk_ready(p, z, request.name)
+            elif disk.status != "READY":
+                disk = await self._wait_disk_ready(p, z, request.name)
+        if not image_matches(disk.source_image, request.source_image):
+            raise CloudError(
+                "DiskConflict",
+                Retry.NEVER,
+                f"disk {request.name} exists from {disk.source_image}, expected {request.source_image}",
+            )
+        return disk
+
+    async def _wait_disk_ready(self, project: str, zone: str, name: str) -> Disk:
+        deadline = time.monotonic() + self.operation_timeout
+        delay = 0.2
+        while True:
+            disk = await self.get_disk(project, zone, name)
+            if disk is None:
+                raise CloudError("DiskVanished", Retry.SOON, f"disk {name} disappeared while being created")
+            if disk.status == "READY":
+                return disk
+            if disk.status == "FAILED" or time.monotonic() > deadline:
+                raise CloudError("DiskNotReady", Retry.SOON, f"disk {name} is {disk.status}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def ensure_deleted(self, project: str, zone: str, name: str, *, idempotency_key: str) -> None:
+        async with self.locks.hold([f"disk/{project}/{zone}/{name}"]):
+            disk = await self.get_disk(project, zone, name)
+            if disk is None:
+                return
+            if disk.users:
+                raise CloudError(
+                    "ResourceInUse", Retry.SOON, f"disk {name} is attached to {', '.join(disk.users)}"
+                )
+            try:
+                op = await self._call(
+                    "disks.delete",
+                    self._disks.delete_unary,
+                    write=True,
+                    request=compute_v1.DeleteDiskRequest(
+                        project=project,
+                        zone=zone,
+                        disk=name,
+                        request_id=request_id(idempotency_key, f"delete/{name}"),
+                    ),
+                )
+            except CloudError as err:
+                if err.status == 404:
+                    return
+                raise
+            await self._wait(project, zone, op)
+
+    async def list_disks(self, project: str, zone: str, labels: Mapping[str, str]) -> list[Disk]:
+        expr = " AND ".join(f'labels.{k} = "{v}"' for k, v in sorted(labels.items()))
+        pager = await self._call(
+            "disks.list",
+            self._disks.list,
+            request=compute_v1.ListDisksRequest(project=project, zone=zone, filter=expr),
+        )
+        return [self._disk(project, zone, raw) for raw in await asyncio.to_thread(list, pager)]
+
+    async def set_labels(
+        self, project: str, zone: str, name: str, labels: Mapping[str, str], fingerprint: str
+    ) -> None:
+        async with self.locks.hold([f"disk/{project}/{zone}/{name}"]):
+            op = await self._call(
+                "disks.setLabels",
+                self._disks.set_labels_unary,
+                write=True,
+                request=compute_v1.SetLabelsDiskRequest(
+                    project=project,
+                    zone=zone,
+                    resource=name,
+                    zone_set_labels_request_resource=compute_v1.ZoneSetLabelsRequest(
+                        labels=dict(labels), label_fingerprint=fingerprint
+                    ),
+                ),
+            )
+            await self._wait(project, zone, op)
+
+    # --- instances -----------------------------------------------------------------------------
+
+    async def _instance(self, project: str, zone: str, instance: str) -> compute_v1.Instance | None:
+        try:
+            return await self._call(
+                "instances.get", self._instances.get, project=project, zone=zone, instance=instance
+            )
+        except CloudError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    async def instance_exists(self, project: str, zone: str, instance: str) -> bool:
+        return await self._instance(project, zone, instance) is not None
+
+    async def ensure_attached(
+        self,
+        project: str,
+        zone: str,
+        instance: str,
+        disk: str,
+        *,
+        device_name: str,
+        read_only: bool,
+        auto_delete: bool,
+        idempotency_key: str,
+    ) -> None:
+        keys = [f"instance/{project}/{zone}/{instance}", f"disk/{project}/{zone}/{disk}"]
+        async with self.locks.hold(keys):
+            found = await self._instance(project, zone, instance)
+            if found is None:
+                raise CloudError("InstanceNotFound", Retry.NEVER, f"instance {instance} not found in {zone}")
+            for attached in found.disks:
+                if attached.device_name == device_name:
+                    if _last(attached.source) == disk:
+                        return  # already done
+                    raise CloudError(
+                        "DeviceNameInUse",
+                        Retry.NEVER,
+                        f"device {device_name} on {instance} is {_last(attached.source)}, not {disk}",
+                    )
+            mode = "READ_ONLY" if read_only else "READ_WRITE"
+            op = await self._call(
+                "instances.attachDisk",
+                self._instances.attach_disk_unary,
+                write=True,
+                request=compute_v1.AttachDiskInstanceRequest(
+                    project=project,
+                    zone=zone,
+                    instance=instance,
+                    attached_disk_resource=compute_v1.AttachedDisk(
+                        source=f"projects/{project}/zones/{zone}/disks/{disk}",
+                        device_name=device_name,
+                        mode=mode,
+                        auto_delete=auto_delete,
+                    ),
+                    request_id=request_id(idempotency_key, f"attach/{instance}/{disk}"),
+                ),
+            )
+            await self._wait(project, zone, op)
+            found = await self._instance(project, zone, instance)
+            if found is None or not any(a.device_name == device_name for a in found.disks):
+                raise CloudError(
+                    "AttachNotVisible", Retry.SOON, f"{disk} not attached to {instance} after the operation"
+                )
+
+    async def ensure_detached(
+        self, project: str, zone: str, instance: str, device_name: str, *, idempotency_key: str
+    ) -> None:
+        async with self.locks.hold([f"instance/{project}/{zone}/{instance}"]):
+            found = await self._instance(project, zone, instance)
+            if found is None or not any(a.device_name == device_name for a in found.disks):
+                return
+            try:
+                op = await self._call(
+                    "instances.detachDisk",
+                    self._instances.detach_disk_unary,
+                    write=True,
+                    request=compute_v1.DetachDiskInstanceRequest(
+                        project=project,
+                        zone=zone,
+                        instance=instance,
+                        device_name=device_name,
+                        request_id=request_id(idempotency_key, f"detach/{instance}/{device_name}"),
+                    ),
+                )
+            except CloudError as err:
+                if err.status == 404:
+                    return
+                raise
+            await self._wait(project, zone, op)

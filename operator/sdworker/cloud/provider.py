@@ -1,0 +1,88 @@
+"""What the controller needs from a cloud, as a Protocol, and the values that cross it.
+
+Every mutation is idempotent by contract: "check, act with a deterministic request id, wait for the
+operation, verify", where already-done counts as success (the disk exists from our image, the disk is
+already attached, a 404 on delete or detach). That is what makes operator restarts at any point safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sdworker.api.types import ResolvedImage
+
+# Labels on every disk we create (GCE label keys/values: lowercase, <= 63 chars).
+LABEL_MANAGED = "sdworker-managed"
+LABEL_CLUSTER = "sdworker-cluster"
+LABEL_NODE = "sdworker-node"
+LABEL_RUNTIME = "sdworker-runtime"
+LABEL_POOL = "sdworker-pool"
+LABEL_DIGEST = "sdworker-digest"
+
+
+@dataclass(frozen=True)
+class DiskRequest:
+    project: str
+    zone: str
+    name: str
+    source_image: str  # projects/P/global/images/NAME (concrete, never a family)
+    disk_type: str  # pd-balanced, ...
+    size_gb: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Disk:
+    project: str
+    zone: str
+    name: str
+    status: str  # CREATING | READY | ...
+    source_image: str  # as the API returns it (a URL); compare with image_matches()
+    size_gb: int
+    labels: Mapping[str, str]
+    label_fingerprint: str
+    users: tuple[str, ...]  # instance names the disk is attached to
+
+
+def image_matches(source_image: str, image: str) -> bool:
+    """Whether an API ``sourceImage`` URL names ``projects/P/global/images/NAME``."""
+    return source_image.rstrip("/").endswith(image.rstrip("/"))
+
+
+class CloudProvider(Protocol):
+    async def resolve_image(self, image: str) -> ResolvedImage: ...
+
+    async def get_disk(self, project: str, zone: str, name: str) -> Disk | None: ...
+
+    async def ensure_disk(self, request: DiskRequest, *, idempotency_key: str) -> Disk: ...
+
+    async def ensure_attached(
+        self,
+        project: str,
+        zone: str,
+        instance: str,
+        disk: str,
+        *,
+        device_name: str,
+        read_only: bool,
+        auto_delete: bool,
+        idempotency_key: str,
+    ) -> None: ...
+
+    async def ensure_detached(
+        self, project: str, zone: str, instance: str, device_name: str, *, idempotency_key: str
+    ) -> None: ...
+
+    async def ensure_deleted(self, project: str, zone: str, name: str, *, idempotency_key: str) -> None: ...
+
+    async def list_disks(self, project: str, zone: str, labels: Mapping[str, str]) -> list[Disk]: ...
+
+    async def set_labels(
+        self, project: str, zone: str, name: str, labels: Mapping[str, str], fingerprint: str
+    ) -> None: ...
+
+    async def instance_exists(self, project: str, zone: str, instance: str) -> bool: ...
+
+    async def close(self) -> None: ...
