@@ -8,7 +8,7 @@ PY      := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools demo test test-unit test-integration lint fmt cluster lock clean
+.PHONY: help venv tools demo test test-unit test-integration lint fmt cluster computesim bench lock clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,13 @@ demo: venv tools ## the local demo (ARGS=... to change it); Ctrl-C stops and cle
 
 cluster: venv tools ## run a local control plane with 3 kwok GPU nodes until Ctrl-C
 	$(VENV)/bin/sdworker-dev cluster up --gpu-nodes 3
+
+computesim: venv ## run the compute API simulator until Ctrl-C (PROFILE=fast|realistic)
+	$(PY) -m sdworker_tools.computesim --latency-profile $(or $(PROFILE),fast)
+
+bench: venv ## benchmarks: image build vs cp -r, parallel prefetch vs sequential read (SIZE_GB=2)
+	$(PY) bench/bench_image_build.py --size-gb $(or $(SIZE_GB),2)
+	$(PY) bench/bench_prefetch.py
 
 lock: ## re-resolve requirements.lock from pyproject.toml (needs network)
 	rm -rf /tmp/sdworker-lock && $(PYTHON) -m venv /tmp/sdworker-lock

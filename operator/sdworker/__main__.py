@@ -42,8 +42,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == ["image"]:
+        # The runtime disk image builder has its own command line (sdworker image -h).
+        from sdworker_images.__main__ import main as image_main
+
+        return image_main(args_list[1:])
     parser = argparse.ArgumentParser(prog="sdworker", description="The sdworker operator.")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("image", help="build, publish and verify runtime disk images (sdworker image -h)")
     run = sub.add_parser("run", help="run the operator")
     run.add_argument("--kubeconfig", help="kubeconfig to use (default: in-cluster, then $KUBECONFIG)")
     run.add_argument("--health-address", default="0.0.0.0:8080", help="host:port of the /healthz endpoint")
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--write-burst", type=int, default=5, help="token-bucket burst above the write rate")
     run.add_argument("--sweep-seconds", type=float, default=300.0, help="orphaned-disk sweep period")
     run.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     return _run(args)
 
 

@@ -105,6 +105,7 @@ class Controller:
         self.now = now
         self.maintenance = Maintenance(cloud, cluster=cluster) if cloud is not None else None
         self._refill: asyncio.Task[Any] | None = None
+        self._seen_zones: set[tuple[str, str]] = set()
         # Without a cloud provider images are taken as written and RuntimeDisks stay Pending.
         self.images: ImageResolver | None = ImageResolver(cloud) if cloud is not None else None
         self.resolver: Resolver = self.images if self.images is not None else resolve_as_written
@@ -356,6 +357,7 @@ class Controller:
             if found is not None:
                 resolved[image] = found
         nodes = {n["metadata"]["name"]: n for n in _all(idx.nodes)}
+        self._zones()  # remember every zone a node was seen in, for the sweeper
         plan = placement.place(map(_node_info, nodes.values()), workers, resolved, cluster=self.cluster)
         targets = pool_targets(plan.desired, workers, resolved)
         for skipped in plan.skipped:
@@ -421,6 +423,7 @@ class Controller:
                         "phase": str(Phase.PENDING),
                         "reason": "Created",
                         "message": "Waiting for a disk",
+                        "timings": {"nodeCreated": node["metadata"]["creationTimestamp"]},
                     }
                 },
                 sub="status",
@@ -429,13 +432,15 @@ class Controller:
     # --- cloud housekeeping ---------------------------------------------------------------------
 
     def _zones(self) -> set[tuple[str, str]]:
+        """Zones to look after: where nodes or RuntimeDisks are, and where they were since start-up
+        (a shared or orphaned disk outlives the zone's last node)."""
         idx = self._require_indexes()
-        zones = {(d.spec.project, d.spec.zone) for d in self._runtimedisks()}
+        self._seen_zones.update((d.spec.project, d.spec.zone) for d in self._runtimedisks())
         for node in _all(idx.nodes):
             instance = placement.parse_provider_id(node.get("spec", {}).get("providerID") or "")
             if instance is not None:
-                zones.add((instance.project, instance.zone))
-        return zones
+                self._seen_zones.add((instance.project, instance.zone))
+        return set(self._seen_zones)
 
     async def _refill_pool(self, targets: Mapping[PoolKey, PoolTarget]) -> None:
         assert self.maintenance is not None
@@ -446,7 +451,9 @@ class Controller:
     async def _sweep(self) -> None:
         assert self.maintenance is not None
         claimed = {d.spec.disk_name for d in self._runtimedisks()}
-        deleted = await self.maintenance.sweep(claimed, self._zones())
+        zones = self._zones()
+        log.info("orphan sweep over %s (%d disks claimed)", sorted(zones), len(claimed))
+        deleted = await self.maintenance.sweep(claimed, zones)
         if deleted:
             log.info("orphan sweep deleted %d disks: %s", len(deleted), deleted)
 

@@ -63,7 +63,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
             write_burst=OPTIONS.write_burst,
         )
     _controller = Controller(
-        kube, cloud=cloud, cluster=OPTIONS.cluster, resync_seconds=OPTIONS.resync_seconds
+        kube,
+        cloud=cloud,
+        cluster=OPTIONS.cluster,
+        resync_seconds=OPTIONS.resync_seconds,
+        sweep_seconds=OPTIONS.sweep_seconds,
     )
     _tasks.append(asyncio.create_task(_controller.run(), name="sdworker-controller"))
 

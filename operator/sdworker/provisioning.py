@@ -185,12 +185,6 @@ class Provisioner:
         await self._status(name, {"phase": str(Phase.FAILED), "reason": err.reason, "message": err.message})
         await self._event(name, "Warning", err.reason, err.message)
 
-    def _timings(self, body: Json, **moments: datetime) -> Json:
-        timings = dict((body.get("status") or {}).get("timings") or {})
-        for key, moment in moments.items():
-            timings.setdefault(key, format_time(moment))
-        return timings
-
     # --- provisioning ------------------------------------------------------------------------
 
     async def _provision(self, body: Json, rd: RuntimeDisk) -> None:
@@ -226,7 +220,8 @@ class Provisioner:
             idempotency_key=f"{self.cluster}/{spec.zone}/{spec.disk_name}" if shared else key,
         )
         created = time.monotonic()
-        timings = self._timings(body, diskCreated=self.now())
+        timings = dict((body.get("status") or {}).get("timings") or {})
+        timings.setdefault("diskCreated", format_time(self.now()))
         await self._status(
             name,
             {
@@ -247,7 +242,7 @@ class Provisioner:
             auto_delete=not shared,
             idempotency_key=key,
         )
-        timings = self._timings(body, diskCreated=self.now(), attached=self.now())
+        timings.setdefault("attached", format_time(self.now()))
         durations = dict(timings.get("durationsSeconds") or {})
         durations.setdefault("createDisk", round(created - started, 3))
         durations.setdefault("attach", round(time.monotonic() - created, 3))

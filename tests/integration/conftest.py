@@ -90,17 +90,18 @@ class OperatorProcess:
     def kill(self) -> None:
         """SIGKILL: no cleanup, as when a node dies under the operator."""
         if self.proc is not None:
-            self.proc.popen.kill()
-            self.proc.popen.wait(10)
+            self.proc.kill()
 
     def log_tail(self, lines: int = 80) -> str:
         return self.proc.log_tail(lines) if self.proc else ""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(
     cluster: LocalCluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
+    """The operator without a cloud provider; one per test module, so modules that need another
+    configuration (a cloud) never have two operators acting on the same objects."""
     op = OperatorProcess(cluster, tmp_path_factory.mktemp("operator-logs"))
     op.start()
     yield op

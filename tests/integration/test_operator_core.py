@@ -15,7 +15,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from sdworker.api import constants as c
 from sdworker_tools.cluster import LocalCluster
+from sdworker_tools.nodes import Taint
 from sdworker_tools.wait import wait_for
 from tests.integration.conftest import CRDS, OperatorProcess
 from tests.unit.invalid_specs import valid_sdworker
@@ -159,9 +161,14 @@ def test_runtimedisks_follow_matching_nodes(
     first = valid_sdworker("first", namespace)
     first["spec"]["nodeSelector"] = selector
     create_sdworker(api, namespace, first)
+    # As in a GKE GPU pool made for sdworker: new nodes carry the startup taint until their runtime
+    # is ready, so SD pods cannot run before it (and Ready must stay False here: no agent, no cloud).
+    startup = [Taint(c.STARTUP_TAINT_KEY, c.STARTUP_TAINT_VALUE)]
     for i in range(3):
-        cluster.add_gpu_node(f"{prefix}-{i}", labels=selector, wait_ready=False)
-    cluster.add_gpu_node(f"{prefix}-other", labels={"test-pool": "someone-else"}, wait_ready=False)
+        cluster.add_gpu_node(f"{prefix}-{i}", labels=selector, taints=startup, wait_ready=False)
+    cluster.add_gpu_node(
+        f"{prefix}-other", labels={"test-pool": "someone-else"}, taints=startup, wait_ready=False
+    )
 
     def three_disks() -> dict[str, dict[str, Any]] | None:
         found = runtimedisks(api, prefix)

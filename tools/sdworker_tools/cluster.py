@@ -11,6 +11,7 @@ are kwok-simulated; ``add_gpu_node`` creates GKE-shaped GPU nodes in one call.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -216,7 +217,8 @@ class LocalCluster:
             labels=labels or {},
         )
         manifest = gpu_node_manifest(spec)
-        self.kubectl("create", "-f", "-", input_text=yaml.safe_dump(manifest))
+        # JSON, not YAML: kubectl would read an unquoted label value like 1e5432 as a number.
+        self.kubectl("create", "-f", "-", input_text=json.dumps(manifest))
         if wait_ready:
             wait_for(
                 lambda: self._node_ready(name),

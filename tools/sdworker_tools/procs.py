@@ -63,6 +63,13 @@ class Process:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def kill(self) -> None:
+        """SIGKILL the group at once (a crash, not a shutdown), reap, and close the log."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+        self._log.close()
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the process group, escalate to SIGKILL, and reap."""
         if self.alive():
@@ -77,7 +84,8 @@ class Process:
         # The group may hold grandchildren even after the leader exited.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
 
 def run(

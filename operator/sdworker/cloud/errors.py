@@ -53,8 +53,9 @@ class _Rule:
 
 # The first matching row wins: specific reasons before status-code catch-alls.
 TABLE: tuple[_Rule, ...] = (
-    _Rule("CloudRateLimited", Retry.SOON, error_reasons=("rateLimitExceeded", "userRateLimitExceeded")),
+    # GCE reports a full per-resource queue as 403 rateLimitExceeded too; tell the two apart.
     _Rule("CloudBusy", Retry.SOON, message_contains="Too many pending operations"),
+    _Rule("CloudRateLimited", Retry.SOON, error_reasons=("rateLimitExceeded", "userRateLimitExceeded")),
     _Rule("CloudBusy", Retry.SOON, error_reasons=("resourceNotReady",)),
     _Rule("CloudBusy", Retry.SOON, operation_codes=("RESOURCE_NOT_READY",)),
     _Rule("LabelFingerprintMismatch", Retry.SOON, statuses=(412,)),

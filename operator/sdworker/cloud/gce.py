@@ -38,9 +38,14 @@ _DIGEST_RE = re.compile(r"sdworker-digest=(sha256:[0-9a-f]{64})")
 Observer = Callable[[str, str, float], None]
 
 
-def request_id(key: str, action: str) -> str:
-    """A deterministic UUID for one intended mutation (GCE de-duplicates by it)."""
-    return str(uuid.uuid5(_REQUEST_NS, f"{key}/{action}"))
+def request_id(key: str, action: str, attempt: int = 0) -> str:
+    """A deterministic UUID for one intended mutation (GCE de-duplicates by it).
+
+    GCE answers a repeated id with the original operation for an hour, *including a failed one*, so
+    the attempt number moves on when an operation has failed; a lost answer (5xx, timeout) keeps
+    the id, so the retry is recognised as the same request and nothing is done twice.
+    """
+    return str(uuid.uuid5(_REQUEST_NS, f"{key}/{action}/{attempt}"))
 
 
 def _reasons(exc: gexc.GoogleAPICallError) -> list[str]:
@@ -79,6 +84,30 @@ class GceCloud:
         self.locks = KeyedLocks()
         self.operation_timeout = operation_timeout
         self._observer = observer
+        self._attempts: dict[str, int] = {}
+
+    def _rid(self, key: str, action: str) -> str:
+        return request_id(key, action, self._attempts.get(f"{key}/{action}", 0))
+
+    async def _mutate(
+        self,
+        project: str,
+        zone: str,
+        key: str,
+        action: str,
+        method: str,
+        fn: Callable[..., Any],
+        request: Any,
+    ) -> None:
+        """Issue a zone mutation with its request id and wait for it; a failed operation moves the
+        attempt on, so the caller's retry is a new request rather than a replay of the failure."""
+        op = await self._call(method, fn, write=True, request=request)
+        try:
+            await self._wait(project, zone, op)
+        except CloudError:
+            ident = f"{key}/{action}"
+            self._attempts[ident] = self._attempts.get(ident, 0) + 1
+            raise
 
     async def close(self) -> None:
         for client in (self._disks, self._instances, self._images, self._zone_ops):
@@ -174,23 +203,25 @@ class GceCloud:
                     type_=f"projects/{p}/zones/{z}/diskTypes/{request.disk_type}",
                     labels=dict(request.labels),
                 )
+                action = f"insert/{request.name}"
                 try:
-                    op = await self._call(
+                    await self._mutate(
+                        p,
+                        z,
+                        idempotency_key,
+                        action,
                         "disks.insert",
                         self._disks.insert_unary,
-                        write=True,
-                        request=compute_v1.InsertDiskRequest(
+                        compute_v1.InsertDiskRequest(
                             project=p,
                             zone=z,
                             disk_resource=resource,
-                            request_id=request_id(idempotency_key, f"insert/{request.name}"),
+                            request_id=self._rid(idempotency_key, action),
                         ),
                     )
                 except CloudError as err:
                     if err.status != 409:  # 409: someone (our earlier self) created it: verify below
                         raise
-                else:
-                    await self._wait(p, z, op)
                 disk = await self._wait_disk_ready(p, z, request.name)
             elif disk.status != "READY":
                 disk = await self._wait_disk_ready(p, z, request.name)
@@ -225,23 +256,23 @@ class GceCloud:
                 raise CloudError(
                     "ResourceInUse", Retry.SOON, f"disk {name} is attached to {', '.join(disk.users)}"
                 )
+            action = f"delete/{name}"
             try:
-                op = await self._call(
+                await self._mutate(
+                    project,
+                    zone,
+                    idempotency_key,
+                    action,
                     "disks.delete",
                     self._disks.delete_unary,
-                    write=True,
-                    request=compute_v1.DeleteDiskRequest(
-                        project=project,
-                        zone=zone,
-                        disk=name,
-                        request_id=request_id(idempotency_key, f"delete/{name}"),
+                    compute_v1.DeleteDiskRequest(
+                        project=project, zone=zone, disk=name, request_id=self._rid(idempotency_key, action)
                     ),
                 )
             except CloudError as err:
                 if err.status == 404:
                     return
                 raise
-            await self._wait(project, zone, op)
 
     async def list_disks(self, project: str, zone: str, labels: Mapping[str, str]) -> list[Disk]:
         expr = " AND ".join(f'labels.{k} = "{v}"' for k, v in sorted(labels.items()))
@@ -313,11 +344,15 @@ class GceCloud:
                         f"device {device_name} on {instance} is {_last(attached.source)}, not {disk}",
                     )
             mode = "READ_ONLY" if read_only else "READ_WRITE"
-            op = await self._call(
+            action = f"attach/{instance}/{disk}"
+            await self._mutate(
+                project,
+                zone,
+                idempotency_key,
+                action,
                 "instances.attachDisk",
                 self._instances.attach_disk_unary,
-                write=True,
-                request=compute_v1.AttachDiskInstanceRequest(
+                compute_v1.AttachDiskInstanceRequest(
                     project=project,
                     zone=zone,
                     instance=instance,
@@ -327,10 +362,9 @@ class GceCloud:
                         mode=mode,
                         auto_delete=auto_delete,
                     ),
-                    request_id=request_id(idempotency_key, f"attach/{instance}/{disk}"),
+                    request_id=self._rid(idempotency_key, action),
                 ),
             )
-            await self._wait(project, zone, op)
             found = await self._instance(project, zone, instance)
             if found is None or not any(a.device_name == device_name for a in found.disks):
                 raise CloudError(
@@ -344,21 +378,24 @@ class GceCloud:
             found = await self._instance(project, zone, instance)
             if found is None or not any(a.device_name == device_name for a in found.disks):
                 return
+            action = f"detach/{instance}/{device_name}"
             try:
-                op = await self._call(
+                await self._mutate(
+                    project,
+                    zone,
+                    idempotency_key,
+                    action,
                     "instances.detachDisk",
                     self._instances.detach_disk_unary,
-                    write=True,
-                    request=compute_v1.DetachDiskInstanceRequest(
+                    compute_v1.DetachDiskInstanceRequest(
                         project=project,
                         zone=zone,
                         instance=instance,
                         device_name=device_name,
-                        request_id=request_id(idempotency_key, f"detach/{instance}/{device_name}"),
+                        request_id=self._rid(idempotency_key, action),
                     ),
                 )
             except CloudError as err:
                 if err.status == 404:
                     return
                 raise
-            await self._wait(project, zone, op)

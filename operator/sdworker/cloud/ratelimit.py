@@ -38,10 +38,12 @@ class TokenBucket:
         started = self._clock()
         async with self._lock:  # FIFO: waiters are served in order, nobody starves
             self._refill()
-            while self._tokens < 1:
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+            # The epsilon: rounding can leave 0.9999999 tokens, and a sleep shorter than the
+            # clock's resolution would never add the rest.
+            while self._tokens < 1 - 1e-9:
+                await asyncio.sleep(max((1 - self._tokens) / self.rate, 1e-3))
                 self._refill()
-            self._tokens -= 1
+            self._tokens = max(0.0, self._tokens - 1)
         waited = self._clock() - started
         self.waited_seconds += waited
         return waited

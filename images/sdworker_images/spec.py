@@ -1,0 +1,437 @@
+"""``runtime.yaml``: the declarative description of a runtime disk, loaded into typed, validated objects.
+
+A spec names everything that goes onto the disk and pins it: the interpreter the venv is built against (which
+the base image must provide at the same path), a pip lock installed with ``--require-hashes``, the
+stable-diffusion-webui repository and the repositories and extensions it would otherwise clone at start-up,
+each at a ref, and model and extra files each with a sha256. This module only parses and checks the document;
+it reads no file the document points at and fetches nothing. Every problem is reported with its field path
+(``runtime.yaml: models[0].sha256: required``), all of them at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from sdworker.manifest import RESERVED_ROOT_NAMES, path_problem
+from sdworker_images.errors import SpecError
+
+API_VERSION: Final = "sdworker.dev/v1alpha1"
+KIND: Final = "RuntimeImage"
+
+# Where each part lands in the runtime tree; the operator's pod command (DESIGN section 7) uses these paths.
+VENV_DIR: Final = "venv"
+WEBUI_DIR: Final = "stable-diffusion-webui"
+REPOSITORIES_DIR: Final = f"{WEBUI_DIR}/repositories"
+EXTENSIONS_DIR: Final = f"{WEBUI_DIR}/extensions"
+
+NAME_MAX: Final = 50
+_RFC1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_GIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_PY_VERSION = re.compile(r"3\.(\d+)(\.\d+)?")
+_URL_SCHEMES: Final = ("https://", "http://", "file:")
+
+
+def builder_path_problem(path: str) -> str | None:
+    """Why the builder cannot put a file at ``path`` (relative to the runtime root), or None."""
+    problem = path_problem(path)
+    if problem:
+        return problem
+    if path.split("/")[0] in RESERVED_ROOT_NAMES:
+        return f"{path.split('/')[0]} is reserved at the runtime root"
+    if '"' in path or "\\" in path:
+        # debugfs, which normalises inode times in the image, cannot quote these.
+        return "'\"' and '\\' are not supported in names"
+    return None
+
+
+@dataclass(frozen=True)
+class PythonSpec:
+    """The interpreter the venv links to: the base image must have this exact file, at this version."""
+
+    version: str
+    path: str
+
+    @property
+    def minor(self) -> str:
+        """``3.10`` for ``3.10`` and ``3.10.12``."""
+        return ".".join(self.version.split(".")[:2])
+
+    def accepts(self, version: str) -> bool:
+        """Whether a venv made by Python ``version`` (``3.10.12``) fits: same minor, same patch if pinned."""
+        if self.version.count(".") == 2:
+            return version == self.version
+        return version == self.minor or version.startswith(self.minor + ".")
+
+
+@dataclass(frozen=True)
+class PipSpec:
+    """A hashed requirements lock (``pip install --require-hashes -r lock``) and where to find wheels."""
+
+    lock: str
+    index_url: str | None
+    extra_index_urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GitSpec:
+    """A repository checked out at ``ref`` (tag, branch or commit) into ``dest`` (no ``.git``)."""
+
+    name: str
+    repo: str
+    ref: str
+    commit: str | None
+    dest: str
+    where: str
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A file placed at ``path``: downloaded from ``url`` or copied from ``source``; always sha256-checked."""
+
+    path: str
+    sha256: str
+    url: str | None
+    source: str | None
+    executable: bool
+    where: str
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    family: str | None
+    size_gb: int | None
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """A loaded ``runtime.yaml``. ``document`` is the YAML as written (it goes into the manifest)."""
+
+    name: str
+    python: PythonSpec
+    pip: PipSpec | None
+    webui: GitSpec | None
+    repositories: tuple[GitSpec, ...]
+    extensions: tuple[GitSpec, ...]
+    models: tuple[FileSpec, ...]
+    files: tuple[FileSpec, ...]
+    image: ImageSpec
+    base_dir: Path
+    document: Mapping[str, Any]
+
+    @property
+    def declared_files(self) -> tuple[FileSpec, ...]:
+        return self.models + self.files
+
+    @property
+    def git_sources(self) -> tuple[GitSpec, ...]:
+        return ((self.webui,) if self.webui else ()) + self.repositories + self.extensions
+
+    def resolve(self, relative: str) -> Path:
+        """A path written in the spec (a lock, a ``source``), relative to the spec's directory."""
+        return (self.base_dir / relative).resolve()
+
+
+def load(path: Path) -> RuntimeSpec:
+    """Read and validate ``path``; SpecError listing every problem, one per line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return parse(text, name=str(path), base_dir=path.resolve().parent)
+
+
+def parse(text: str, *, name: str = "runtime.yaml", base_dir: Path | None = None) -> RuntimeSpec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{name}: not valid YAML: {exc}") from exc
+    errors: list[str] = []
+    root = _Fields(data, "", errors)
+    spec = _read_spec(root, base_dir or Path.cwd())
+    if errors or spec is None:
+        raise SpecError("\n".join(f"{name}: {e}" for e in errors or ["not a valid runtime spec"]))
+    return spec
+
+
+def _read_spec(root: _Fields, base_dir: Path) -> RuntimeSpec | None:
+    if not root.valid:
+        return None
+    api_version = root.string("apiVersion")
+    if api_version is not None and api_version != API_VERSION:
+        root.error("apiVersion", f"must be {API_VERSION}")
+    kind = root.string("kind")
+    if kind is not None and kind != KIND:
+        root.error("kind", f"must be {KIND}")
+    metadata = root.mapping("metadata")
+    name = None
+    if metadata is not None:
+        name = metadata.string("name", pattern=_RFC1035, max_len=NAME_MAX, hint="an RFC 1035 label")
+        metadata.reject_unknown()
+    python = _read_python(root.mapping("python"))
+    pip = _read_pip(root.mapping("pip", required=False))
+    webui_fields = root.mapping("webui", required=False)
+    webui = _read_git(webui_fields, WEBUI_DIR, with_name=False) if webui_fields else None
+    repositories = tuple(
+        _read_git(item, f"{REPOSITORIES_DIR}/{{name}}", with_name=True) for item in root.items("repositories")
+    )
+    extensions = tuple(
+        _read_git(item, f"{EXTENSIONS_DIR}/{{name}}", with_name=True) for item in root.items("extensions")
+    )
+    models = tuple(_read_file(item) for item in root.items("models"))
+    files = tuple(_read_file(item) for item in root.items("files"))
+    image = _read_image(root.mapping("image", required=False))
+    root.reject_unknown()
+    _check_overlaps(root, [g for g in (webui, *repositories, *extensions) if g], [*models, *files])
+    if name is None or python is None or None in repositories or None in extensions:
+        return None
+    if None in models or None in files:
+        return None
+    return RuntimeSpec(
+        name=name,
+        python=python,
+        pip=pip,
+        webui=webui,
+        repositories=tuple(r for r in repositories if r),
+        extensions=tuple(e for e in extensions if e),
+        models=tuple(m for m in models if m),
+        files=tuple(f for f in files if f),
+        image=image,
+        base_dir=base_dir,
+        document=root.data,
+    )
+
+
+def _read_python(fields: _Fields | None) -> PythonSpec | None:
+    if fields is None:
+        return None
+    raw_version = fields.data.get("version")
+    if isinstance(raw_version, float):
+        fields.read.add("version")
+        fields.error("version", f'write it as a string ("3.10"): YAML reads {raw_version} as a number')
+        version = None
+    else:
+        version = fields.string("version", pattern=_PY_VERSION, hint='"3.10" or "3.10.12"')
+    path = fields.string("path")
+    fields.reject_unknown()
+    if path is not None:
+        if not path.startswith("/") or os.path.normpath(path) != path:
+            fields.error("path", f"{path!r} must be an absolute, normalised path (e.g. /usr/bin/python3.10)")
+            path = None
+        elif not Path(path).name.startswith("python"):
+            fields.error("path", f"{path!r} does not name a python interpreter")
+            path = None
+    if version is None or path is None:
+        return None
+    spec = PythonSpec(version=version, path=path)
+    named = re.fullmatch(r"python(3\.\d+)", Path(path).name)
+    if named and named.group(1) != spec.minor:
+        fields.error("path", f"{path} is Python {named.group(1)} but python.version is {version}")
+        return None
+    return spec
+
+
+def _read_pip(fields: _Fields | None) -> PipSpec | None:
+    if fields is None:
+        return None
+    lock = fields.string("lock")
+    index_url = fields.string("indexUrl", required=False)
+    extra = fields.string_list("extraIndexUrls")
+    fields.reject_unknown()
+    if lock is None:
+        return None
+    return PipSpec(lock=lock, index_url=index_url, extra_index_urls=tuple(extra))
+
+
+def _read_git(fields: _Fields, dest_pattern: str, *, with_name: bool) -> GitSpec | None:
+    name = (
+        fields.string("name", pattern=_GIT_NAME, hint="letters, digits, '.', '_', '-'") if with_name else ""
+    )
+    repo = fields.string("repo")
+    ref = fields.string("ref")
+    commit = fields.string("commit", required=False, pattern=_COMMIT, hint="40 lower-case hex digits")
+    fields.reject_unknown()
+    if name is None or repo is None or ref is None:
+        return None
+    if ref.startswith("-") or any(c.isspace() for c in ref):
+        fields.error("ref", f"{ref!r} is not a git ref")
+        return None
+    return GitSpec(
+        name=name or WEBUI_DIR,
+        repo=repo,
+        ref=ref,
+        commit=commit,
+        dest=dest_pattern.format(name=name),
+        where=fields.where,
+    )
+
+
+def _read_file(fields: _Fields) -> FileSpec | None:
+    path = fields.string("path")
+    sha256 = fields.string("sha256", pattern=_SHA256, hint="64 hex digits")
+    url = fields.string("url", required=False)
+    source = fields.string("source", required=False)
+    executable = fields.boolean("executable", default=False)
+    fields.reject_unknown()
+    if path is not None and (problem := builder_path_problem(path)):
+        fields.error("path", f"{path!r}: {problem}")
+        path = None
+    if url is not None and not url.startswith(_URL_SCHEMES):
+        fields.error("url", f"{url!r} must start with https://, http:// or file:")
+        url = None
+    if url is not None and source is not None:
+        fields.error("source", "give url or source, not both")
+        return None
+    if fields.valid and "url" not in fields.data and "source" not in fields.data:
+        fields.error("url", "required (or source: a local file, relative to runtime.yaml)")
+    if path is None or sha256 is None or (url is None and source is None):
+        return None
+    return FileSpec(
+        path=path,
+        sha256=sha256.lower(),
+        url=url,
+        source=source,
+        executable=executable,
+        where=fields.where,
+    )
+
+
+def _read_image(fields: _Fields | None) -> ImageSpec:
+    if fields is None:
+        return ImageSpec(family=None, size_gb=None)
+    family = fields.string("family", required=False, pattern=_RFC1035, max_len=63, hint="an RFC 1035 label")
+    size_gb = fields.integer("sizeGb", minimum=1, maximum=65536)
+    fields.reject_unknown()
+    return ImageSpec(family=family, size_gb=size_gb)
+
+
+def _check_overlaps(root: _Fields, gits: list[GitSpec | None], files: list[FileSpec | None]) -> None:
+    seen: dict[str, str] = {}
+    for git in gits:
+        if git and git.dest in seen:
+            root.errors.append(f"{git.where}: {git.dest} is also checked out by {seen[git.dest]}")
+        elif git:
+            seen[git.dest] = git.where
+    paths: dict[str, str] = {}
+    for item in files:
+        if item is None:
+            continue
+        if item.path in paths:
+            root.errors.append(f"{item.where}.path: {item.path} is also declared by {paths[item.path]}")
+        paths[item.path] = item.where
+        if item.path == VENV_DIR or item.path.startswith(VENV_DIR + "/"):
+            root.errors.append(f"{item.where}.path: {item.path} is inside the venv, which pip owns")
+
+
+class _Fields:
+    """A mapping being read, with the dotted path to it, appending problems to a shared list."""
+
+    def __init__(self, data: object, where: str, errors: list[str]) -> None:
+        self.where = where
+        self.errors = errors
+        self.valid = isinstance(data, dict)
+        self.data: dict[str, Any] = data if isinstance(data, dict) else {}
+        self.read: set[str] = set()
+        if not self.valid:
+            what = where or "the document"
+            self.errors.append(f"{what}: expected a mapping, got {_type_name(data)}")
+
+    def _path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def error(self, key: str, message: str) -> None:
+        self.errors.append(f"{self._path(key)}: {message}")
+
+    def _get(self, key: str, required: bool) -> object:
+        self.read.add(key)
+        value = self.data.get(key)
+        if value is None and required and self.valid:
+            self.error(key, "required")
+        return value
+
+    def string(
+        self,
+        key: str,
+        *,
+        required: bool = True,
+        pattern: re.Pattern[str] | None = None,
+        max_len: int | None = None,
+        hint: str = "",
+    ) -> str | None:
+        value = self._get(key, required)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.error(key, f"expected a non-empty string, got {_type_name(value)}")
+            return None
+        if pattern is not None and not pattern.fullmatch(value):
+            self.error(key, f"{value!r} is not valid" + (f" ({hint})" if hint else ""))
+            return None
+        if max_len is not None and len(value) > max_len:
+            self.error(key, f"{value!r} is longer than {max_len} characters")
+            return None
+        return value
+
+    def boolean(self, key: str, *, default: bool) -> bool:
+        value = self._get(key, required=False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.error(key, f"expected true or false, got {_type_name(value)}")
+            return default
+        return value
+
+    def integer(self, key: str, *, minimum: int, maximum: int) -> int | None:
+        value = self._get(key, required=False)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+            self.error(key, f"expected an integer from {minimum} to {maximum}, got {value!r}")
+            return None
+        return value
+
+    def string_list(self, key: str) -> list[str]:
+        value = self._get(key, required=False)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.error(key, "expected a list of non-empty strings")
+            return []
+        return list(value)
+
+    def mapping(self, key: str, *, required: bool = True) -> _Fields | None:
+        value = self._get(key, required)
+        if value is None:
+            return None
+        fields = _Fields(value, self._path(key), self.errors)
+        return fields if fields.valid else None
+
+    def items(self, key: str) -> list[_Fields]:
+        value = self._get(key, required=False)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.error(key, f"expected a list, got {_type_name(value)}")
+            return []
+        return [_Fields(item, f"{self._path(key)}[{i}]", self.errors) for i, item in enumerate(value)]
+
+    def reject_unknown(self) -> None:
+        for key in self.data:
+            if key not in self.read:
+                self.error(str(key), "unknown field")
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
