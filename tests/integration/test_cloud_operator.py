@@ -114,6 +114,20 @@ def sdworker(
     custom(api).create_namespaced_custom_object(GROUP, VERSION, namespace, "sdworkers", body)
 
 
+def scale_in(
+    api: client.ApiClient, core: client.CoreV1Api, sim: ComputeSim, nodes: list[str], *, zone: str = ZONE
+) -> None:
+    """Remove ``nodes`` (VMs, then Node objects) and wait until all their RuntimeDisks are released."""
+    for node in nodes:
+        remove_node(core, sim, node, zone=zone)
+
+    def released() -> bool:
+        items = custom(api).list_cluster_custom_object(GROUP, VERSION, "runtimedisks")["items"]
+        return not any(i["spec"]["nodeName"] in nodes for i in items)
+
+    wait_for(released, timeout=120, what=f"the RuntimeDisks of {len(nodes)} removed nodes to be released")
+
+
 def runtimedisks(api: client.ApiClient, prefix: str) -> dict[str, dict[str, Any]]:
     items = custom(api).list_cluster_custom_object(GROUP, VERSION, "runtimedisks")["items"]
     return {i["metadata"]["name"]: i for i in items if i["spec"]["nodeName"].startswith(prefix)}
@@ -187,9 +201,7 @@ def test_ten_nodes_get_disks_attached_and_five_leave(
     )
     left = {d["name"] for d in sim.inventory()["disks"]}
     assert not gone_disks & left
-    for node in (f"{prefix}-{i}" for i in range(5, 10)):
-        remove_node(core, sim, node)
-    wait_for(lambda: not runtimedisks(api, prefix), timeout=60, what="all RuntimeDisks released")
+    scale_in(api, core, sim, [f"{prefix}-{i}" for i in range(5, 10)])
 
 
 def test_operator_killed_mid_provisioning_leaks_nothing(
@@ -234,9 +246,7 @@ def test_operator_killed_mid_provisioning_leaks_nothing(
     ours = sim_disks(sim, **{"sdworker-cluster": "it"})
     per_node = collections.Counter(d["labels"].get("sdworker-node") for d in ours)
     assert all(per_node[f"{prefix}-{i}"] == 1 for i in range(4)), per_node
-    for i in range(4):
-        remove_node(core, sim, f"{prefix}-{i}")
-    wait_for(lambda: not runtimedisks(api, prefix), timeout=60, what="cleanup")
+    scale_in(api, core, sim, [f"{prefix}-{i}" for i in range(4)])
 
 
 def test_thirty_nodes_under_failures_and_write_quota(
@@ -277,9 +287,7 @@ def test_thirty_nodes_under_failures_and_write_quota(
     events = core.list_namespaced_event("default", field_selector="involvedObject.kind=RuntimeDisk").items
     reasons = {e.reason for e in events if e.involved_object.name.startswith(prefix)}
     assert reasons & {"CloudUnavailable", "CloudBusy", "ZoneResourcesExhausted", "OperationFailed"}, reasons
-    for i in range(30):
-        remove_node(core, sim, f"{prefix}-{i:02d}")
-    wait_for(lambda: not runtimedisks(api, prefix), timeout=120, what="cleanup")
+    scale_in(api, core, sim, [f"{prefix}-{i:02d}" for i in range(30)])
 
 
 def test_warm_pool_claim_skips_disk_creation_and_refills(
@@ -324,9 +332,7 @@ def test_warm_pool_claim_skips_disk_creation_and_refills(
         timeout=60,
         what="the pool to refill",
     )
-    for i in range(2):
-        remove_node(core, sim, f"{prefix}-{i}", zone=zone)
-    wait_for(lambda: not runtimedisks(api, prefix), timeout=60, what="cleanup")
+    scale_in(api, core, sim, [f"{prefix}-{i}" for i in range(2)], zone=zone)
     custom(api).delete_namespaced_custom_object(GROUP, VERSION, namespace, "sdworkers", "pooled")
 
 
@@ -363,9 +369,7 @@ def test_shared_read_only_one_disk_per_zone(
         if a["source"].endswith(f"/disks/{disk['name']}")
     ]
     assert modes == ["READ_ONLY"] * 5
-    for i in range(5):
-        remove_node(core, sim, f"{prefix}-{i}", zone=zone)
-    wait_for(lambda: not runtimedisks(api, prefix), timeout=60, what="cleanup")
+    scale_in(api, core, sim, [f"{prefix}-{i}" for i in range(5)], zone=zone)
     custom(api).delete_namespaced_custom_object(GROUP, VERSION, namespace, "sdworkers", "shared")
     # The shared disk outlives its nodes until the sweeper sees it unused and unclaimed.
     wait_for(
@@ -440,5 +444,4 @@ def test_fatal_errors_fail_clearly_without_a_retry_storm(
     ops = sim.operations(ops_since)
     inserts = [o for o in ops if o["operationType"] == "insert" and o["targetLink"].endswith(taken)]
     assert inserts == []
-    for n in (f"{prefix}-0", node):
-        remove_node(core, sim, n)
+    scale_in(api, core, sim, [f"{prefix}-0", node])
