@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-from typing import cast
 
 from aiohttp import web
 
@@ -79,7 +78,7 @@ async def serve(args: argparse.Namespace) -> None:
     config = config_from(args)
     metrics = Metrics()
     # Kube.connect builds an instance of the class it is called on.
-    kube = cast(AgentKube, await AgentKube.connect(args.kubeconfig))
+    kube = await AgentKube.connect(args.kubeconfig)
     agent = Agent(kube, config, metrics)
     host, _, port = args.health_address.rpartition(":")
     runner = web.AppRunner(health_app(metrics, alive=agent.alive, ready=agent.ready), access_log=None)

@@ -8,15 +8,17 @@ generated model classes leak into decisions. kopf watches; this client writes.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NoReturn, Self, cast
 from urllib.parse import quote
 
+import aiohttp
 from kubernetes.aio import client as aioclient
 from kubernetes.aio import config as aioconfig
 
@@ -61,6 +63,36 @@ class KubeError(Exception):
         self.message = message
 
 
+class WatchExpiredError(Exception):
+    """The resourceVersion is too old (410 Gone): list again."""
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
+    object: Json
+
+
+def raise_for(status: int, body: bytes) -> NoReturn:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = {}
+    if status == 410:
+        raise WatchExpiredError(data.get("message", "resource version too old"))
+    raise KubeError(
+        status, str(data.get("reason", "")), str(data.get("message", body[:300].decode(errors="replace")))
+    )
+
+
+def parse_event(data: Mapping[str, Any]) -> WatchEvent:
+    kind = str(data.get("type", ""))
+    obj = cast(Json, data.get("object") or {})
+    if kind == "ERROR":
+        raise_for(int(obj.get("code") or 500), json.dumps(obj).encode())
+    return WatchEvent(kind, obj)
+
+
 def object_ref(obj: Mapping[str, Any]) -> Json:
     """The involvedObject / ownerReference identity of ``obj``."""
     meta = obj["metadata"]
@@ -75,7 +107,7 @@ class Kube:
         self._api = api
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None) -> Kube:
+    async def connect(cls, kubeconfig: str | None = None) -> Self:
         """In a pod, the pod's ServiceAccount; otherwise ``kubeconfig`` or $KUBECONFIG."""
         configuration = aioclient.Configuration()
         if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -143,6 +175,50 @@ class Kube:
         query = [("labelSelector", label_selector)] if label_selector else []
         result = await self.request("GET", self.path(kind, namespace=namespace), query=query)
         return cast(list[Json], result.get("items", []))
+
+    async def list_with_version(self, kind: str, *, label_selector: str) -> tuple[builtins.list[Json], str]:
+        """The items and the collection's resourceVersion, to start a watch from."""
+        result = await self.request("GET", self.path(kind), query=[("labelSelector", label_selector)])
+        items = cast(builtins.list[Json], result.get("items") or [])
+        return items, str((result.get("metadata") or {}).get("resourceVersion", ""))
+
+    async def watch(
+        self, kind: str, *, label_selector: str, resource_version: str, timeout_seconds: int
+    ) -> AsyncIterator[WatchEvent]:
+        """Stream events after ``resource_version`` until the server ends it; 410 -> WatchExpiredError.
+
+        The selector is applied by the API server, so a watcher receives only its own objects.
+        """
+        query = [
+            ("watch", "true"),
+            ("labelSelector", label_selector),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        serialized = await self._api.param_serialize(
+            "GET",
+            self.path(kind),
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        # The server closes the watch after timeout_seconds; the client gives it a margin on top.
+        timeout = aiohttp.ClientTimeout(total=timeout_seconds + 30, sock_connect=10)
+        response = await self._api.call_api(*serialized, _request_timeout=timeout)
+        raw: aiohttp.ClientResponse = response.response
+        try:
+            if response.status >= 400:
+                raise_for(response.status, await raw.read())
+            buffer = b""
+            async for chunk in raw.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield parse_event(json.loads(line))
+        finally:
+            raw.release()
 
     async def apply(self, manifest: Mapping[str, Any]) -> Json:
         """Server-side apply: we own exactly the fields we render; others' fields survive."""
