@@ -8,7 +8,7 @@ PY      := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools demo test test-unit test-integration lint fmt cluster computesim bench lock clean
+.PHONY: help venv tools demo test test-unit test-integration lint fmt cluster computesim bench helm chart-generate chart-lint lock clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -45,9 +45,9 @@ fmt: venv ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-DEMO_ARGS ?= --gpu-nodes 3
-demo: venv tools ## the local demo (ARGS=... to change it); Ctrl-C stops and cleans up
-	$(VENV)/bin/sdworker-dev cluster up $(DEMO_ARGS) $(ARGS)
+DEMO_ARGS ?= --nodes 3 --latency realistic --warm-pool 1
+demo: venv tools ## the local demo: control plane, compute simulator, operator, agents, scripted scale-out (ARGS="--ci" to exit by itself); Ctrl-C stops and cleans up
+	$(VENV)/bin/sdworker-dev demo $(DEMO_ARGS) $(ARGS)
 
 cluster: venv tools ## run a local control plane with 3 kwok GPU nodes until Ctrl-C
 	$(VENV)/bin/sdworker-dev cluster up --gpu-nodes 3
@@ -58,6 +58,16 @@ computesim: venv ## run the compute API simulator until Ctrl-C (PROFILE=fast|rea
 bench: venv ## benchmarks: image build vs cp -r, parallel prefetch vs sequential read (SIZE_GB=2)
 	$(PY) bench/bench_image_build.py --size-gb $(or $(SIZE_GB),2)
 	$(PY) bench/bench_prefetch.py
+
+helm: ## build the pinned helm CLI (cached outside the repo); prints its path
+	tools/helm/build.sh
+
+chart-generate: venv ## regenerate charts/sdworker/crds and dashboards from crds/ and the operator's dashboard
+	$(VENV)/bin/python charts/sdworker/scripts/generate.py
+
+chart-lint: ## helm lint --strict with every ci values file
+	H=$$(tools/helm/build.sh) && $$H lint --strict charts/sdworker && \
+	for f in charts/sdworker/ci/*-values.yaml; do $$H lint --strict charts/sdworker -f $$f || exit 1; done
 
 lock: ## re-resolve requirements.lock from pyproject.toml (needs network)
 	rm -rf /tmp/sdworker-lock && $(PYTHON) -m venv /tmp/sdworker-lock

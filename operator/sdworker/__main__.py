@@ -6,9 +6,12 @@ Owns the command line and the kopf settings; the handlers themselves live in ``s
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import os
 import sys
+from typing import Any
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -31,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     opts.write_quota = args.write_quota
     opts.write_burst = args.write_burst
     opts.sweep_seconds = args.sweep_seconds
+    opts.metrics_address = args.metrics_address
     kopf.run(
         clusterwide=True,
         # One replica by default; with more, kopf peering (KopfPeering objects) elects the active one.
@@ -38,6 +42,33 @@ def _run(args: argparse.Namespace) -> int:
         peering_name=args.peering or None,
         liveness_endpoint=f"http://{args.health_address}/healthz",
     )
+    return 0
+
+
+async def _read_status(kubeconfig: str | None, namespace: str | None) -> dict[str, Any]:
+    from sdworker.api import constants as c
+    from sdworker.kube.client import Kube
+    from sdworker.status_view import summarize
+
+    kube = await Kube.connect(kubeconfig)
+    try:
+        sdworkers = await kube.list(c.SDWORKER_KIND, namespace)
+        disks = await kube.list(c.RUNTIMEDISK_KIND)
+    finally:
+        await kube.close()
+    return summarize(sdworkers, disks)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sdworker.status_view import render, render_svg
+
+    model = asyncio.run(_read_status(args.kubeconfig, args.namespace))
+    if args.output == "json":
+        print(json.dumps(model, indent=2, sort_keys=True))
+    elif args.output == "svg":
+        sys.stdout.write(render_svg(model))
+    else:
+        print(render(model))
     return 0
 
 
@@ -54,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the operator")
     run.add_argument("--kubeconfig", help="kubeconfig to use (default: in-cluster, then $KUBECONFIG)")
     run.add_argument("--health-address", default="0.0.0.0:8080", help="host:port of the /healthz endpoint")
+    run.add_argument(
+        "--metrics-address",
+        default="0.0.0.0:9090",
+        help="host:port of the Prometheus /metrics endpoint (empty: none)",
+    )
     run.add_argument("--peering", default="", help="kopf peering name for multi-replica leader election")
     run.add_argument("--resync-seconds", type=float, default=60.0, help="full reconcile period")
     run.add_argument(
@@ -73,7 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--write-burst", type=int, default=5, help="token-bucket burst above the write rate")
     run.add_argument("--sweep-seconds", type=float, default=300.0, help="orphaned-disk sweep period")
     run.add_argument("--verbose", action="store_true")
+    status = sub.add_parser(
+        "status", help="SDWorkers and the per-node cold-start timeline of their RuntimeDisks"
+    )
+    status.add_argument("--kubeconfig", help="kubeconfig to use (default: in-cluster, then $KUBECONFIG)")
+    status.add_argument("--namespace", "-n", help="SDWorkers of this namespace only (default: all)")
+    status.add_argument(
+        "--output", "-o", choices=["table", "json", "svg"], default="table", help="svg: the timeline chart"
+    )
     args = parser.parse_args(args_list)
+    if args.command == "status":
+        return _status(args)
     return _run(args)
 
 

@@ -23,12 +23,14 @@ from sdworker.api import constants as c
 from sdworker.api import naming
 from sdworker.api.parse import SpecError, parse_conditions, parse_runtimedisk, parse_sdworker
 from sdworker.api.types import Phase, ResolvedImage, RuntimeDisk, RuntimeStatus, SDWorker
+from sdworker.cloud.errors import CloudError
 from sdworker.cloud.provider import CloudProvider
 from sdworker.domain import placement, render, teardown
 from sdworker.domain import status as status_mod
 from sdworker.domain.pool import PoolKey, PoolTarget, pool_targets
 from sdworker.kube.client import Kube, KubeError
 from sdworker.maintenance import Maintenance
+from sdworker.metrics import Metrics
 from sdworker.provisioning import ImageResolver, Provisioner
 
 log = logging.getLogger("sdworker.controller")
@@ -77,6 +79,15 @@ def _hash(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
+def error_reason(exc: BaseException) -> str:
+    """An UpperCamelCase reason for a failed reconcile step (the metrics' ``reason`` label)."""
+    if isinstance(exc, CloudError):
+        return exc.reason
+    if isinstance(exc, KubeError):
+        return f"Kube{exc.reason or exc.status}"
+    return type(exc).__name__
+
+
 def _node_info(node: Mapping[str, Any]) -> placement.NodeInfo:
     return placement.NodeInfo(
         name=node["metadata"]["name"],
@@ -96,14 +107,18 @@ class Controller:
         resync_seconds: float = 60.0,
         sweep_seconds: float = 300.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics | None = None,
     ) -> None:
         self.kube = kube
+        self.metrics = metrics if metrics is not None else Metrics()
         self.cloud = cloud
         self.cluster = cluster
         self.resync_seconds = resync_seconds
         self.sweep_seconds = sweep_seconds
         self.now = now
-        self.maintenance = Maintenance(cloud, cluster=cluster) if cloud is not None else None
+        self.maintenance = (
+            Maintenance(cloud, cluster=cluster, metrics=self.metrics) if cloud is not None else None
+        )
         self._refill: asyncio.Task[Any] | None = None
         self._seen_zones: set[tuple[str, str]] = set()
         # Without a cloud provider images are taken as written and RuntimeDisks stay Pending.
@@ -118,6 +133,7 @@ class Controller:
                 runtimedisk=lambda name: _one(self._require_indexes().runtimedisks, name),
                 node_exists=lambda name: _one(self._require_indexes().nodes, name) is not None,
                 now=now,
+                metrics=self.metrics,
             )
         self._indexes: Indexes | None = None
         self._dirty: set[tuple[str, ...]] = set()
@@ -217,6 +233,26 @@ class Controller:
             await self._guard(key, self._reconcile_sdworker(key[1], key[2]))
         if (_SWEEP,) in batch:
             await self._guard((_SWEEP,), self._sweep())
+        self._observe_runtimedisks()
+
+    def _observe_runtimedisks(self) -> None:
+        """Phase counts, and node-created -> Ready once per RuntimeDisk (the agent sets Ready)."""
+        assert self._indexes is not None
+        phases, present = [], set()
+        for body in _all(self._indexes.runtimedisks):
+            uid = body["metadata"].get("uid", "")
+            try:
+                rd = parse_runtimedisk(body)
+            except SpecError:
+                continue
+            phases.append(str(rd.status.phase))
+            present.add(uid)
+            if rd.status.phase is Phase.READY and not rd.deleting:
+                t = rd.status.timings
+                moments = [m for m in (t.attached, t.mounted, t.verified, t.prefetched) if m is not None]
+                self.metrics.runtimedisk_ready(uid, t.node_created, max(moments) if moments else None)
+        self.metrics.runtimedisk_phases(phases)
+        self.metrics.retain_ready(present)
 
     async def _guard(self, key: tuple[str, ...], work: Awaitable[None]) -> None:
         """Run one reconcile; on failure retry that key later with exponential backoff."""
@@ -225,6 +261,7 @@ class Controller:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            self.metrics.reconcile_error(error_reason(exc))
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
             delay = min(_MAX_BACKOFF, 0.5 * 2 ** (failures - 1))

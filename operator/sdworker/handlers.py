@@ -20,6 +20,7 @@ import kopf
 from sdworker.api import constants as c
 from sdworker.controller import Controller, Indexes
 from sdworker.kube.client import Kube
+from sdworker.metrics import Metrics
 
 
 @dataclass
@@ -33,10 +34,12 @@ class Options:
     write_quota: float = 20.0
     write_burst: int = 5
     sweep_seconds: float = 300.0
+    metrics_address: str = "0.0.0.0:9090"
 
 
 OPTIONS = Options()
 _controller: Controller | None = None
+_metrics: Metrics | None = None
 _tasks: list[asyncio.Task[None]] = []
 
 
@@ -51,6 +54,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.ERROR  # kopf's per-handler Events are noise; we post transitions.
     settings.scanning.disabled = True
     settings.watching.server_timeout = 300
+    global _metrics
+    if _metrics is None:  # once per process, even if kopf retries this handler
+        _metrics = Metrics()
+        _metrics.serve(OPTIONS.metrics_address)
+    metrics = _metrics
     kube = await Kube.connect(OPTIONS.kubeconfig)
     cloud = None
     if OPTIONS.cloud == "gce":
@@ -61,13 +69,17 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
             anonymous=OPTIONS.anonymous_credentials,
             write_rate=OPTIONS.write_quota,
             write_burst=OPTIONS.write_burst,
+            observer=metrics.cloud_call,
         )
+        writes = cloud.writes
+        metrics.write_wait_from(lambda: writes.waited_seconds)
     _controller = Controller(
         kube,
         cloud=cloud,
         cluster=OPTIONS.cluster,
         resync_seconds=OPTIONS.resync_seconds,
         sweep_seconds=OPTIONS.sweep_seconds,
+        metrics=metrics,
     )
     _tasks.append(asyncio.create_task(_controller.run(), name="sdworker-controller"))
 

@@ -26,6 +26,7 @@ from sdworker.cloud.provider import (
     DiskRequest,
 )
 from sdworker.domain.pool import PoolKey, PoolTarget
+from sdworker.metrics import Metrics
 from sdworker.provisioning import gce_label
 
 log = logging.getLogger("sdworker.maintenance")
@@ -39,9 +40,10 @@ class SweepReport:
 
 
 class Maintenance:
-    def __init__(self, cloud: CloudProvider, *, cluster: str) -> None:
+    def __init__(self, cloud: CloudProvider, *, cluster: str, metrics: Metrics | None = None) -> None:
         self.cloud = cloud
         self.cluster = cluster
+        self.metrics = metrics if metrics is not None else Metrics()
         self.orphans_deleted = 0
 
     def _ours(self) -> dict[str, str]:
@@ -76,6 +78,7 @@ class Maintenance:
     ) -> SweepReport:
         """Bring every pool to its target size and delete pool disks of runtimes no longer wanted."""
         report = SweepReport([], [], [])
+        sizes: dict[tuple[str, str], int] = {}
         for project, zone in sorted(set(zones) | {(k.project, k.zone) for k in targets}):
             disks = await self.cloud.list_disks(project, zone, self._ours())
             names = {d.name for d in disks}
@@ -124,6 +127,8 @@ class Maintenance:
                     names.add(name)
                     have += 1
                     report.pool_created.append(name)
+                sizes[(zone, key.runtime_id)] = have
+        self.metrics.warm_pool(sizes)
         return report
 
     # --- orphans -------------------------------------------------------------------------------
@@ -142,4 +147,5 @@ class Maintenance:
                 )
                 deleted.append(disk.name)
         self.orphans_deleted += len(deleted)
+        self.metrics.orphans(len(deleted))
         return deleted

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sdworker.api import constants as c
+from sdworker.api import naming
 from sdworker.api.parse import parse_runtimedisk
 from sdworker.api.types import Phase, ResolvedImage, RuntimeDisk, RuntimeMode, format_time
 from sdworker.cloud.errors import CloudError
@@ -31,6 +32,7 @@ from sdworker.cloud.provider import (
 )
 from sdworker.domain import teardown
 from sdworker.kube.client import Kube
+from sdworker.metrics import Metrics
 
 log = logging.getLogger("sdworker.provisioning")
 Json = dict[str, Any]
@@ -101,9 +103,11 @@ class Provisioner:
         runtimedisk: Callable[[str], Json | None],
         node_exists: Callable[[str], bool],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics | None = None,
     ) -> None:
         self.kube = kube
         self.cloud = cloud
+        self.metrics = metrics if metrics is not None else Metrics()
         self.cluster = cluster
         self._lookup = runtimedisk
         self._node_exists = node_exists
@@ -145,6 +149,7 @@ class Provisioner:
                     await self._provision(body, rd)
             except CloudError as err:
                 attempt += 1
+                self.metrics.reconcile_error(err.reason)
                 if not err.retryable:
                     await self._fail(name, err)
                     return
@@ -152,8 +157,9 @@ class Provisioner:
                 await self._note(name, err, delay)
                 await asyncio.sleep(delay)
                 continue
-            except Exception:
+            except Exception as exc:
                 attempt += 1
+                self.metrics.reconcile_error(type(exc).__name__)
                 log.exception("RuntimeDisk %s: unexpected error; retrying", name)
                 await asyncio.sleep(min(_MAX_BACKOFF, 0.5 * 2 ** min(attempt, 8)))
                 continue
@@ -220,6 +226,10 @@ class Provisioner:
             idempotency_key=f"{self.cluster}/{spec.zone}/{spec.disk_name}" if shared else key,
         )
         created = time.monotonic()
+        # A warm-pool disk was made before the node existed: the node's path had no create to measure.
+        from_pool = not shared and spec.disk_name != naming.disk_name(spec.node_name, spec.runtime_id)
+        if not from_pool:
+            self.metrics.phase_done("create", created - started)
         timings = dict((body.get("status") or {}).get("timings") or {})
         timings.setdefault("diskCreated", format_time(self.now()))
         await self._status(
@@ -243,6 +253,7 @@ class Provisioner:
             idempotency_key=key,
         )
         timings.setdefault("attached", format_time(self.now()))
+        self.metrics.phase_done("attach", time.monotonic() - created)
         durations = dict(timings.get("durationsSeconds") or {})
         durations.setdefault("createDisk", round(created - started, 3))
         durations.setdefault("attach", round(time.monotonic() - created, 3))

@@ -65,6 +65,7 @@ class OperatorProcess:
                 "run",
                 f"--kubeconfig={self.cluster.kubeconfig}",
                 f"--health-address=127.0.0.1:{port}",
+                f"--metrics-address=127.0.0.1:{free_port()}",
                 *self.extra_args,
                 "--verbose",
             ],

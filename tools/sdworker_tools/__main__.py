@@ -2,6 +2,7 @@
 
 ``sdworker-dev build``                  build (or find cached) control-plane binaries
 ``sdworker-dev cluster up [options]``   run a control plane with kwok GPU nodes until Ctrl-C
+``sdworker-dev demo [options]``         the whole system with a scripted scale-out (sdworker_tools.demo)
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--zones", nargs="+", default=["us-central1-a", "us-central1-b"])
     up.add_argument("--kubeconfig", help="also copy the admin kubeconfig here (removed copy is yours)")
     up.add_argument("--exit-after", type=float, default=None, help="stop after this many seconds")
+    from sdworker_tools import demo
+
+    demo.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo.main(args)
     if args.command == "build":
         print(ensure_built().directory)
         return 0

@@ -1,0 +1,299 @@
+"""``sdworker status``: what the cluster's SDWorkers and RuntimeDisks say, as terminal tables or JSON.
+
+Pure formatting over the objects as the API returns them (dicts): ``summarize`` turns SDWorkers and
+RuntimeDisks into one JSON-ready model, ``render`` turns that model into text. The per-node part is the
+cold-start timeline: when each step finished (nodeCreated -> diskCreated -> attached -> mounted ->
+verified -> prefetched) as an offset from the node's creation, with the measured durations of the steps
+(the operator's create/attach, the agent's fsck/mount/verify/prefetch). Timestamps in the API have
+second precision; the durations are the precise figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sdworker.api.types import TIMING_FIELDS
+
+Json = dict[str, Any]
+# Step durations as written in status.timings.durationsSeconds, in the order they happen.
+DURATION_KEYS = ("createDisk", "attach", "fsck", "mount", "verify", "prefetch")
+_SHORT = {
+    "nodeCreated": "node",
+    "diskCreated": "disk",
+    "attached": "attach",
+    "mounted": "mount",
+    "verified": "verify",
+    "prefetched": "prefetch",
+}
+
+
+def disk_source(disk_name: str) -> str:
+    """Where a RuntimeDisk's cloud disk came from, by its name (``sdworker.api.naming``'s prefixes)."""
+    if disk_name.startswith("sdwp-"):
+        return "pool"  # claimed from the warm pool: only an attach on the node's path
+    if disk_name.startswith("sdws-"):
+        return "shared"  # the zone's one READ_ONLY disk
+    return "new" if disk_name else "-"
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _conditions(status: Mapping[str, Any]) -> list[Json]:
+    out = []
+    for cond in status.get("conditions") or []:
+        out.append(
+            {
+                "type": cond.get("type", ""),
+                "status": cond.get("status", ""),
+                "reason": cond.get("reason", ""),
+                "message": cond.get("message", ""),
+            }
+        )
+    return out
+
+
+def timeline(rd: Mapping[str, Any]) -> Json:
+    """One RuntimeDisk's cold-start timeline: offsets (s) from nodeCreated, and step durations."""
+    spec = rd.get("spec") or {}
+    status = rd.get("status") or {}
+    timings = status.get("timings") or {}
+    start = _parse_time(timings.get("nodeCreated"))
+    offsets: dict[str, float | None] = {}
+    for key in TIMING_FIELDS:
+        moment = _parse_time(timings.get(key))
+        offsets[key] = (moment - start).total_seconds() if moment and start else None
+    reached = [v for k, v in offsets.items() if v is not None and k != "nodeCreated"]
+    durations = timings.get("durationsSeconds") or {}
+    phase = status.get("phase") or "Pending"
+    return {
+        "name": rd.get("metadata", {}).get("name", ""),
+        "node": spec.get("nodeName", ""),
+        "runtimeId": spec.get("runtimeId", ""),
+        "zone": spec.get("zone", ""),
+        "disk": spec.get("diskName", ""),
+        "diskSource": disk_source(str(spec.get("diskName", ""))),
+        "phase": phase,
+        "reason": status.get("reason", ""),
+        "message": status.get("message", ""),
+        "timestamps": {k: timings.get(k) for k in TIMING_FIELDS if timings.get(k)},
+        "offsetsSeconds": offsets,
+        "durationsSeconds": {k: float(durations[k]) for k in DURATION_KEYS if k in durations},
+        # nodeCreated -> Ready (the agent's last step); None while not Ready.
+        "readySeconds": max(reached) if phase == "Ready" and reached else None,
+        "prefetch": status.get("prefetch"),
+    }
+
+
+def summarize(sdworkers: Iterable[Mapping[str, Any]], runtimedisks: Iterable[Mapping[str, Any]]) -> Json:
+    """The model behind both outputs (``--output json`` prints it as is)."""
+    disks = sorted((timeline(rd) for rd in runtimedisks), key=lambda t: (t["node"], t["runtimeId"]))
+    workers = []
+    for sdw in sorted(sdworkers, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])):
+        spec = sdw.get("spec") or {}
+        status = sdw.get("status") or {}
+        nodes = status.get("nodes") or {}
+        runtime = status.get("runtime") or {}
+        workers.append(
+            {
+                "namespace": sdw["metadata"].get("namespace", ""),
+                "name": sdw["metadata"]["name"],
+                "replicas": int(spec.get("replicas") or 0),
+                "readyReplicas": int(status.get("readyReplicas") or 0),
+                "nodes": {
+                    "ready": int(nodes.get("ready") or 0),
+                    "provisioning": int(nodes.get("provisioning") or 0),
+                    "failed": int(nodes.get("failed") or 0),
+                },
+                "runtime": {
+                    "image": runtime.get("image") or (spec.get("runtime") or {}).get("image", ""),
+                    "runtimeId": runtime.get("runtimeId", ""),
+                    "digest": runtime.get("digest", ""),
+                },
+                "conditions": _conditions(status),
+            }
+        )
+    ready = sorted(t["readySeconds"] for t in disks if t["readySeconds"] is not None)
+    return {
+        "sdworkers": workers,
+        "runtimeDisks": disks,
+        "summary": {
+            "runtimeDisks": len(disks),
+            "ready": len(ready),
+            "readySecondsMin": ready[0] if ready else None,
+            "readySecondsMedian": ready[len(ready) // 2] if ready else None,
+            "readySecondsMax": ready[-1] if ready else None,
+        },
+    }
+
+
+# --- text -----------------------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, two spaces apart (kubectl's style)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in [headers, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def _secs(value: float | None, *, plus: bool = False) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.1f}s" if value < 100 else f"{value:.0f}s"
+    return f"+{text}" if plus else text
+
+
+def _conds(conditions: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for cond in conditions:
+        mark = {"True": "", "False": "!", "Unknown": "?"}.get(str(cond["status"]), "?")
+        reason = f"({cond['reason']})" if cond.get("reason") else ""
+        parts.append(f"{mark}{cond['type']}{reason}")
+    return " ".join(parts) or "-"
+
+
+def render_sdworkers(model: Mapping[str, Any]) -> str:
+    rows = []
+    for w in model["sdworkers"]:
+        n = w["nodes"]
+        rows.append(
+            [
+                f"{w['namespace']}/{w['name']}",
+                str(w["replicas"]),
+                f"{w['readyReplicas']}/{w['replicas']}",
+                f"{n['ready']}/{n['provisioning']}/{n['failed']}",
+                w["runtime"]["runtimeId"] or w["runtime"]["image"] or "-",
+                _conds(w["conditions"]),
+            ]
+        )
+    if not rows:
+        return "No SDWorkers."
+    headers = ["SDWORKER", "REPLICAS", "READY", "NODES R/P/F", "RUNTIME", "CONDITIONS"]
+    return table(headers, rows)
+
+
+def render_timeline(model: Mapping[str, Any]) -> str:
+    """Per node and runtime: phase, when each step finished (+s from node creation), step durations."""
+    rows = []
+    for t in model["runtimeDisks"]:
+        off = t["offsetsSeconds"]
+        d = t["durationsSeconds"]
+        steps = " ".join(f"{k}={d[k]:.2f}" for k in DURATION_KEYS if k in d) or "-"
+        rows.append(
+            [
+                t["node"],
+                t["phase"],
+                t["diskSource"],
+                *(_secs(off.get(k), plus=True) for k in TIMING_FIELDS[1:]),
+                _secs(t["readySeconds"]),
+                steps,
+            ]
+        )
+    if not rows:
+        return "No RuntimeDisks."
+    headers = [
+        "NODE",
+        "PHASE",
+        "FROM",
+        *(_SHORT[k].upper() for k in TIMING_FIELDS[1:]),
+        "READY IN",
+        "STEPS (s)",
+    ]
+    text = table(headers, rows)
+    s = model["summary"]
+    if s["ready"]:
+        text += (
+            f"\n{s['ready']}/{s['runtimeDisks']} Ready; node created -> runtime Ready: "
+            f"min {_secs(s['readySecondsMin'])}, median {_secs(s['readySecondsMedian'])}, "
+            f"max {_secs(s['readySecondsMax'])}"
+        )
+    for t in model["runtimeDisks"]:
+        if t["phase"] == "Failed" or str(t["message"]).endswith("(retrying)"):
+            text += f"\n  {t['node']}: {t['phase']} {t['reason']}: {t['message']}"
+    return text
+
+
+def render(model: Mapping[str, Any]) -> str:
+    return (
+        render_sdworkers(model)
+        + "\n\nCold-start timeline (+seconds after the node was created; STEPS: measured durations)\n"
+        + render_timeline(model)
+    )
+
+
+# --- chart ----------------------------------------------------------------------------------------
+
+_SEGMENTS = (
+    ("nodeCreated", "diskCreated", "disk created", "#4e79a7"),
+    ("diskCreated", "attached", "attached", "#f28e2b"),
+    ("attached", "mounted", "mounted", "#59a14f"),
+    ("mounted", "verified", "verified", "#76b7b2"),
+    ("verified", "prefetched", "prefetched", "#edc948"),
+)
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def render_svg(model: Mapping[str, Any]) -> str:
+    """The cold-start timeline as a self-contained SVG Gantt chart: one bar per node, one colour per step."""
+    disks = model["runtimeDisks"]
+    longest = max(
+        [v for t in disks for v in t["offsetsSeconds"].values() if v is not None] + [1.0],
+    )
+    left, right, top, row_h, bar_h = 170, 30, 50, 28, 18
+    width = 900
+    scale = (width - left - right) / longest
+    height = top + row_h * max(1, len(disks)) + 60
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        '<text x="10" y="20" font-size="14" font-weight="bold">'
+        "Cold start per node: seconds after the Node was created</text>",
+    ]
+    step = max(1, round(longest / 10))
+    tick = 0
+    while tick <= longest:
+        x = left + tick * scale
+        out.append(f'<line x1="{x:.1f}" y1="{top - 8}" x2="{x:.1f}" y2="{height - 50}" stroke="#ddd"/>')
+        out.append(f'<text x="{x:.1f}" y="{top - 12}" text-anchor="middle">{tick}s</text>')
+        tick += step
+    for i, t in enumerate(disks):
+        y = top + i * row_h
+        out.append(f'<text x="10" y="{y + bar_h - 4}">{_esc(t["node"])} ({_esc(t["phase"])})</text>')
+        offsets = t["offsetsSeconds"]
+        for start_key, end_key, label, colour in _SEGMENTS:
+            start, end = offsets.get(start_key), offsets.get(end_key)
+            if start is None or end is None:
+                continue
+            w = max((end - start) * scale, 2.0)
+            out.append(
+                f'<rect x="{left + start * scale:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" '
+                f'fill="{colour}"><title>{_esc(label)}: +{end:g}s</title></rect>'
+            )
+        if t["readySeconds"] is not None:
+            x = left + t["readySeconds"] * scale + 4
+            out.append(f'<text x="{x:.1f}" y="{y + bar_h - 4}">{t["readySeconds"]:g}s</text>')
+    legend_y = height - 25
+    for i, (_, _, label, colour) in enumerate(_SEGMENTS):
+        x = left + i * 130
+        out.append(f'<rect x="{x}" y="{legend_y - 10}" width="12" height="12" fill="{colour}"/>')
+        out.append(f'<text x="{x + 16}" y="{legend_y}">{_esc(label)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,147 @@
+"""``sdworker status`` formatting: the model from API objects, the tables, the timeline's arithmetic."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from sdworker.status_view import render, render_svg, summarize, table, timeline
+
+
+def rd(node: str, phase: str, **timings: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"{node}-rt"},
+        "spec": {"nodeName": node, "runtimeId": "rt1", "zone": "z", "diskName": f"d-{node}"},
+        "status": {"phase": phase, "reason": phase, "message": "", "timings": timings},
+    }
+
+
+READY = rd(
+    "gpu-1",
+    "Ready",
+    nodeCreated="2026-01-01T00:00:00Z",
+    diskCreated="2026-01-01T00:00:07Z",
+    attached="2026-01-01T00:00:10Z",
+    mounted="2026-01-01T00:00:11Z",
+    verified="2026-01-01T00:00:12Z",
+    prefetched="2026-01-01T00:00:15Z",
+    durationsSeconds={
+        "createDisk": 6.5,
+        "attach": 3.1,
+        "fsck": 0.2,
+        "mount": 0.4,
+        "verify": 0.9,
+        "prefetch": 2.7,
+    },
+)
+ATTACHING = rd("gpu-0", "Attaching", nodeCreated="2026-01-01T00:00:00Z", diskCreated="2026-01-01T00:00:06Z")
+SDW = {
+    "metadata": {"namespace": "default", "name": "sd-webui"},
+    "spec": {"replicas": 2, "runtime": {"image": "projects/p/global/images/family/f"}},
+    "status": {
+        "readyReplicas": 1,
+        "nodes": {"ready": 1, "provisioning": 1, "failed": 0},
+        "runtime": {"image": "projects/p/global/images/i", "runtimeId": "rt1", "digest": "sha256:x"},
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "ReplicasNotReady", "message": "1/2"},
+            {"type": "RuntimeAvailable", "status": "True", "reason": "RuntimeReady"},
+        ],
+    },
+}
+
+
+def test_timeline_offsets_durations_and_ready_time() -> None:
+    t = timeline(READY)
+    assert t["offsetsSeconds"] == {
+        "nodeCreated": 0.0,
+        "diskCreated": 7.0,
+        "attached": 10.0,
+        "mounted": 11.0,
+        "verified": 12.0,
+        "prefetched": 15.0,
+    }
+    assert t["readySeconds"] == 15.0
+    assert list(t["durationsSeconds"]) == ["createDisk", "attach", "fsck", "mount", "verify", "prefetch"]
+    not_yet = timeline(ATTACHING)
+    assert not_yet["readySeconds"] is None
+    assert not_yet["offsetsSeconds"]["attached"] is None
+
+
+def test_summary_sorts_by_node_and_is_json() -> None:
+    model = summarize([SDW], [READY, ATTACHING])
+    assert [t["node"] for t in model["runtimeDisks"]] == ["gpu-0", "gpu-1"]
+    assert model["summary"] == {
+        "runtimeDisks": 2,
+        "ready": 1,
+        "readySecondsMin": 15.0,
+        "readySecondsMedian": 15.0,
+        "readySecondsMax": 15.0,
+    }
+    w = model["sdworkers"][0]
+    assert (w["replicas"], w["readyReplicas"], w["nodes"]) == (
+        2,
+        1,
+        {"ready": 1, "provisioning": 1, "failed": 0},
+    )
+    json.dumps(model)
+
+
+def test_render_tables() -> None:
+    text = render(summarize([SDW], [READY, ATTACHING]))
+    lines = text.splitlines()
+    assert lines[0].split() == ["SDWORKER", "REPLICAS", "READY", "NODES", "R/P/F", "RUNTIME", "CONDITIONS"]
+    assert lines[1].split()[:5] == ["default/sd-webui", "2", "1/2", "1/1/0", "rt1"]
+    assert "!Ready(ReplicasNotReady)" in lines[1]
+    assert "RuntimeAvailable(RuntimeReady)" in lines[1]
+    row = next(line for line in lines if line.startswith("gpu-1"))
+    assert row.split()[:10] == [
+        "gpu-1",
+        "Ready",
+        "new",
+        "+7.0s",
+        "+10.0s",
+        "+11.0s",
+        "+12.0s",
+        "+15.0s",
+        "15.0s",
+        "createDisk=6.50",
+    ]
+    row0 = next(line for line in lines if line.startswith("gpu-0"))
+    assert row0.split()[:6] == ["gpu-0", "Attaching", "new", "+6.0s", "-", "-"]
+    assert "1/2 Ready; node created -> runtime Ready: min 15.0s, median 15.0s, max 15.0s" in text
+
+
+def test_failed_disks_say_why_and_empty_cluster() -> None:
+    failed = rd("gpu-2", "Failed")
+    failed["status"].update(reason="ImageNotFound", message="no such image")
+    text = render(summarize([], [failed]))
+    assert "No SDWorkers." in text
+    assert "gpu-2: Failed ImageNotFound: no such image" in text
+    assert render(summarize([], [])).endswith("No RuntimeDisks.")
+
+
+def test_table_aligns_columns() -> None:
+    assert table(["A", "BB"], [["xxx", "y"]]) == "A    BB\nxxx  y"
+
+
+def test_svg_chart_has_a_bar_per_step_reached() -> None:
+    svg = render_svg(summarize([SDW], [READY, ATTACHING]))
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = [r for r in root.iter(f"{ns}rect") if r.find(f"{ns}title") is not None]
+    # gpu-1: five steps; gpu-0: only node -> disk created so far.
+    assert len(bars) == 6
+    texts = "".join(t.text or "" for t in root.iter(f"{ns}text"))
+    assert "gpu-1 (Ready)" in texts
+    assert "gpu-0 (Attaching)" in texts
+    ET.fromstring(render_svg(summarize([], [])))
+
+
+def test_disk_source_from_the_name() -> None:
+    pooled = rd("gpu-3", "Attaching")
+    pooled["spec"]["diskName"] = "sdwp-abc-rt1-0"
+    assert timeline(pooled)["diskSource"] == "pool"
+    shared = rd("gpu-4", "Attaching")
+    shared["spec"]["diskName"] = "sdws-abc-rt1"
+    assert timeline(shared)["diskSource"] == "shared"
