@@ -11,6 +11,7 @@ second precision; the durations are the precise figures.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -250,8 +251,47 @@ def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def render_svg(model: Mapping[str, Any]) -> str:
-    """The cold-start timeline as a self-contained SVG Gantt chart: one bar per node, one colour per step."""
+@dataclass(frozen=True)
+class Box:
+    x: float
+    y: float
+    w: float
+    h: float
+    colour: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Label:
+    x: float
+    y: float
+    text: str
+    anchor: str = "start"  # start | middle
+    bold: bool = False
+
+
+@dataclass(frozen=True)
+class Line:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    colour: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """The timeline chart as geometry, so the SVG and the PNG writers draw exactly the same thing."""
+
+    width: int
+    height: int
+    boxes: tuple[Box, ...]
+    labels: tuple[Label, ...]
+    lines: tuple[Line, ...]
+
+
+def chart_layout(model: Mapping[str, Any]) -> Chart:
+    """One bar per node, one colour per step, on a shared seconds-after-node-created axis."""
     disks = model["runtimeDisks"]
     longest = max(
         [v for t in disks for v in t["offsetsSeconds"].values() if v is not None] + [1.0],
@@ -260,40 +300,58 @@ def render_svg(model: Mapping[str, Any]) -> str:
     width = 900
     scale = (width - left - right) / longest
     height = top + row_h * max(1, len(disks)) + 60
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'font-family="sans-serif" font-size="12">',
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        '<text x="10" y="20" font-size="14" font-weight="bold">'
-        "Cold start per node: seconds after the Node was created</text>",
-    ]
+    boxes: list[Box] = []
+    labels = [Label(10, 20, "Cold start per node: seconds after the Node was created", bold=True)]
+    lines: list[Line] = []
     step = max(1, round(longest / 10))
     tick = 0
     while tick <= longest:
         x = left + tick * scale
-        out.append(f'<line x1="{x:.1f}" y1="{top - 8}" x2="{x:.1f}" y2="{height - 50}" stroke="#ddd"/>')
-        out.append(f'<text x="{x:.1f}" y="{top - 12}" text-anchor="middle">{tick}s</text>')
+        lines.append(Line(x, top - 8, x, height - 50, "#dddddd"))
+        labels.append(Label(x, top - 12, f"{tick}s", anchor="middle"))
         tick += step
     for i, t in enumerate(disks):
         y = top + i * row_h
-        out.append(f'<text x="10" y="{y + bar_h - 4}">{_esc(t["node"])} ({_esc(t["phase"])})</text>')
+        labels.append(Label(10, y + bar_h - 4, f"{t['node']} ({t['phase']})"))
         offsets = t["offsetsSeconds"]
         for start_key, end_key, label, colour in _SEGMENTS:
             start, end = offsets.get(start_key), offsets.get(end_key)
             if start is None or end is None:
                 continue
             w = max((end - start) * scale, 2.0)
-            out.append(
-                f'<rect x="{left + start * scale:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" '
-                f'fill="{colour}"><title>{_esc(label)}: +{end:g}s</title></rect>'
-            )
+            boxes.append(Box(left + start * scale, y, w, bar_h, colour, f"{label}: +{end:g}s"))
         if t["readySeconds"] is not None:
-            x = left + t["readySeconds"] * scale + 4
-            out.append(f'<text x="{x:.1f}" y="{y + bar_h - 4}">{t["readySeconds"]:g}s</text>')
+            labels.append(
+                Label(left + t["readySeconds"] * scale + 4, y + bar_h - 4, f"{t['readySeconds']:g}s")
+            )
     legend_y = height - 25
     for i, (_, _, label, colour) in enumerate(_SEGMENTS):
         x = left + i * 130
-        out.append(f'<rect x="{x}" y="{legend_y - 10}" width="12" height="12" fill="{colour}"/>')
-        out.append(f'<text x="{x + 16}" y="{legend_y}">{_esc(label)}</text>')
+        boxes.append(Box(x, legend_y - 10, 12, 12, colour))
+        labels.append(Label(x + 16, legend_y, label))
+    return Chart(width, height, tuple(boxes), tuple(labels), tuple(lines))
+
+
+def render_svg(model: Mapping[str, Any]) -> str:
+    """The cold-start timeline as a self-contained SVG Gantt chart."""
+    chart = chart_layout(model)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{chart.width}" height="{chart.height}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<rect width="{chart.width}" height="{chart.height}" fill="white"/>',
+    ]
+    for ln in chart.lines:
+        out.append(
+            f'<line x1="{ln.x1:.1f}" y1="{ln.y1}" x2="{ln.x2:.1f}" y2="{ln.y2}" stroke="{ln.colour}"/>'
+        )
+    for b in chart.boxes:
+        title = f"<title>{_esc(b.title)}</title>" if b.title else ""
+        out.append(
+            f'<rect x="{b.x:.1f}" y="{b.y}" width="{b.w:.1f}" height="{b.h}" fill="{b.colour}">{title}</rect>'
+        )
+    for lb in chart.labels:
+        anchor = ' text-anchor="middle"' if lb.anchor == "middle" else ""
+        weight = ' font-size="14" font-weight="bold"' if lb.bold else ""
+        out.append(f'<text x="{lb.x:.1f}" y="{lb.y}"{anchor}{weight}>{_esc(lb.text)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"

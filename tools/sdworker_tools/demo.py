@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +53,7 @@ from sdworker.api import constants as c
 from sdworker_agent import mountinfo
 from sdworker_tools import procs
 from sdworker_tools.binaries import ensure_built
+from sdworker_tools.chart_png import render_png
 from sdworker_tools.cluster import LocalCluster, free_port
 from sdworker_tools.computesim import ComputeSim, SimConfig
 from sdworker_tools.computesim.latency import profile
@@ -398,8 +398,12 @@ class Demo:
         say("")
         say(status_view.render(model))
         if self.chart is not None:
-            self.chart.write_text(status_view.render_svg(model))
-            say(f"[chart] the timeline as SVG: {self.chart}")
+            if self.chart.suffix == ".svg":
+                self.chart.parent.mkdir(parents=True, exist_ok=True)
+                self.chart.write_text(status_view.render_svg(model))
+            else:
+                render_png(model, self.chart)
+            say(f"[chart] the timeline as a picture: {self.chart.resolve()}")
 
     def metrics_summary(self) -> list[str]:
         """A few figures from the operator's /metrics, to show where they come from."""
@@ -453,7 +457,7 @@ class Demo:
         # Agents never unmount when they stop (pods keep using the runtime); the demo's hosts go away.
         for agent in self.agents:
             for m in sorted(_mounts_under(agent.host_root), key=lambda m: -m.mount_id):
-                subprocess.run(["umount", m.mount_point], check=False, capture_output=True)
+                procs.run(["umount", m.mount_point], check=False)
         if self.operator is not None:
             self.operator.stop()
         if self.api is not None:
@@ -598,5 +602,10 @@ def add_parser(sub: Any) -> None:
         "--interval", type=float, help="seconds between joining nodes (default 1 fast, 5 realistic)"
     )
     p.add_argument("--timeout", type=float, help="give up after this many seconds of scale-out")
-    p.add_argument("--chart", type=Path, help="also write the timeline as an SVG chart to this file")
+    p.add_argument(
+        "--chart",
+        type=Path,
+        default=Path("out/demo-timeline.png"),
+        help="write the timeline chart here: PNG, or SVG for a .svg name (default out/demo-timeline.png)",
+    )
     p.add_argument("--ci", action="store_true", help="exit when done: 0 only if every replica came up right")
