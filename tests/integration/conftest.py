@@ -6,17 +6,15 @@ can kill and restart it; its log tail is printed when a test fails.
 
 from __future__ import annotations
 
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sdworker_tools import procs
-from sdworker_tools.cluster import LocalCluster, free_port
-from sdworker_tools.wait import wait_for
+from sdworker_tools.cluster import LocalCluster
+from sdworker_tools.operator_proc import OperatorProcess
+
+__all__ = ["CRDS", "OperatorProcess"]
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -40,61 +38,6 @@ def crds(cluster: LocalCluster) -> list[str]:
     for name in names:
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
     return names
-
-
-class OperatorProcess:
-    """``python -m sdworker run`` against the test cluster; restartable."""
-
-    def __init__(self, cluster: LocalCluster, logdir: Path, extra_args: list[str] | None = None) -> None:
-        self.cluster = cluster
-        # The session operator runs without a cloud provider; cloud tests start their own.
-        self.extra_args = extra_args if extra_args is not None else ["--cloud=none"]
-        self.logdir = logdir
-        self.proc: procs.Process | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        port = free_port()
-        self.starts += 1
-        self.proc = procs.Process(
-            "sdworker-operator",
-            [
-                sys.executable,
-                "-m",
-                "sdworker",
-                "run",
-                f"--kubeconfig={self.cluster.kubeconfig}",
-                f"--health-address=127.0.0.1:{port}",
-                f"--metrics-address=127.0.0.1:{free_port()}",
-                *self.extra_args,
-                "--verbose",
-            ],
-            self.logdir / f"operator-{self.starts}.log",
-        )
-        proc = self.proc
-
-        def healthy() -> bool:
-            if not proc.alive():
-                raise AssertionError(f"operator exited:\n{proc.log_tail(60)}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                    return bool(resp.status == 200)
-            except (urllib.error.URLError, ConnectionError):
-                return False
-
-        wait_for(healthy, timeout=60, what="the operator's liveness endpoint", describe=proc.log_tail)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, as when a node dies under the operator."""
-        if self.proc is not None:
-            self.proc.kill()
-
-    def log_tail(self, lines: int = 80) -> str:
-        return self.proc.log_tail(lines) if self.proc else ""
 
 
 @pytest.fixture(scope="module")

@@ -412,9 +412,11 @@ def test_operator_reconciles_with_only_the_charts_rbac(
         wait_for(
             lambda: not disks(), timeout=60, what="RuntimeDisks deleted and released", describe=op.log_tail
         )
+        # RBAC refusals read 'is forbidden: User "system:serviceaccount:..." cannot ...'; other 403s
+        # (say, Events into a namespace another test is deleting) are not about the chart's RBAC.
         log = op.log_tail(2000)
-        assert "403" not in log, log
-        assert "Forbidden" not in log, log
+        denials = [line for line in log.splitlines() if "is forbidden: User" in line or " cannot " in line]
+        assert denials == [], log
     finally:
         op.stop()
         for disk in disks().values():  # only if the operator failed to release them

@@ -58,7 +58,7 @@ from sdworker_tools.cluster import LocalCluster, free_port
 from sdworker_tools.computesim import ComputeSim, SimConfig
 from sdworker_tools.computesim.latency import profile
 from sdworker_tools.nodes import Taint
-from sdworker_tools.wait import wait_for
+from sdworker_tools.operator_proc import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "sdworker-demo"  # examples/sdworker.yaml's runtime image project and family
@@ -123,23 +123,6 @@ def build_image(tree: Path) -> tuple[Path, str]:
 # --- processes ----------------------------------------------------------------------------------------
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
-def _wait_healthy(proc: procs.Process, url: str, what: str) -> None:
-    def healthy() -> bool:
-        if not proc.alive():
-            raise RuntimeError(f"{what} exited:\n{proc.log_tail(40)}")
-        return _http_ok(url)
-
-    wait_for(healthy, timeout=60, what=what, describe=proc.log_tail)
-
-
 @dataclass
 class Agent:
     node: str
@@ -160,7 +143,7 @@ class Demo:
     chart: Path | None = None
     cluster: LocalCluster | None = None
     sim: ComputeSim | None = None
-    operator: procs.Process | None = None
+    operator: OperatorProcess | None = None
     operator_metrics_port: int = 0
     agents: list[Agent] = field(default_factory=list)
     api: client.ApiClient | None = None
@@ -205,31 +188,23 @@ class Demo:
             self.cluster.kubectl("apply", "--server-side", "-f", str(manifests / name))
         say(f"[agent] DaemonSet, RBAC and admission policy from daemonset/manifests in {AGENT_NAMESPACE}")
 
-        health, self.operator_metrics_port = free_port(), free_port()
-        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        self.operator = procs.Process(
-            "sdworker-operator",
+        self.operator = OperatorProcess(
+            self.cluster,
+            self.workdir / "logs",
             [
-                sys.executable,
-                "-m",
-                "sdworker",
-                "run",
-                f"--kubeconfig={self.cluster.kubeconfig}",
-                f"--health-address=127.0.0.1:{health}",
-                f"--metrics-address=127.0.0.1:{self.operator_metrics_port}",
                 "--cloud=gce",
                 f"--compute-endpoint={self.sim.endpoint}",
                 "--anonymous-credentials",
                 f"--cluster-name={CLUSTER_NAME}",
                 "--resync-seconds=10",
             ],
-            self.workdir / "logs" / "operator.log",
+            verbose=False,
         )
-        _wait_healthy(self.operator, f"http://127.0.0.1:{health}/healthz", "the operator")
+        self.operator.start()
+        self.operator_metrics_port = self.operator.metrics_port
         say(
             f"[operator] running (pid {self.operator.pid}); metrics on "
-            f"http://127.0.0.1:{self.operator_metrics_port}/metrics; "
-            f"log {self.workdir / 'logs' / 'operator.log'}"
+            f"http://127.0.0.1:{self.operator_metrics_port}/metrics; log {self.operator.log_path}"
         )
 
         self.cluster.kubectl("apply", "-f", str(REPO / "examples" / "webui-auth-secret.yaml"))

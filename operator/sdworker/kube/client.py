@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import json
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -22,6 +23,7 @@ import aiohttp
 from kubernetes.aio import client as aioclient
 from kubernetes.aio import config as aioconfig
 
+log = logging.getLogger("sdworker.kube")
 FIELD_MANAGER = "sdworker"
 Json = dict[str, Any]
 
@@ -294,9 +296,31 @@ class Kube:
 
     async def post_event(
         self, involved: Mapping[str, Any], *, type_: str, reason: str, message: str, component: str
-    ) -> None:
+    ) -> bool:
+        """Post an Event; best effort (False if refused), so a reconcile never fails over an Event,
+        e.g. for an object in a namespace that is being deleted."""
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         namespace = involved.get("namespace") or "default"
+        try:
+            await self._post_event(
+                involved, namespace, now, type_=type_, reason=reason, message=message, component=component
+            )
+        except KubeError as exc:
+            log.warning("could not post Event %s for %s: %s", reason, involved.get("name"), exc)
+            return False
+        return True
+
+    async def _post_event(
+        self,
+        involved: Mapping[str, Any],
+        namespace: str,
+        now: str,
+        *,
+        type_: str,
+        reason: str,
+        message: str,
+        component: str,
+    ) -> None:
         await self.request(
             "POST",
             self.path("Event", namespace=namespace),
