@@ -511,11 +511,7 @@ class Controller:
         if not _deleting(body):
             return
         rd = parse_runtimedisk(body)
-        facts = teardown.TeardownFacts(
-            phase=rd.status.phase,
-            node_exists=_one(idx.nodes, rd.spec.node_name) is not None,
-            disk_may_exist=rd.status.phase is not Phase.PENDING or rd.status.timings.disk_created is not None,
-        )
+        facts = teardown.facts_of(rd, node_exists=_one(idx.nodes, rd.spec.node_name) is not None)
         releases = [
             r for r in teardown.releasable(facts) if r.finalizer in body["metadata"].get("finalizers", [])
         ]

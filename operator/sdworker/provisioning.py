@@ -276,12 +276,7 @@ class Provisioner:
     async def _teardown(self, body: Json, rd: RuntimeDisk) -> None:
         name, spec = rd.name, rd.spec
         finalizers = list(body["metadata"].get("finalizers") or [])
-        node_exists = self._node_exists(spec.node_name)
-        facts = teardown.TeardownFacts(
-            phase=rd.status.phase,
-            node_exists=node_exists,
-            disk_may_exist=rd.status.phase is not Phase.PENDING or rd.status.timings.disk_created is not None,
-        )
+        facts = teardown.facts_of(rd, node_exists=self._node_exists(spec.node_name))
         releasable = {r.finalizer: r.reason for r in teardown.releasable(facts)}
         if c.FINALIZER_UNMOUNT in finalizers:
             if c.FINALIZER_UNMOUNT not in releasable:

@@ -14,7 +14,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import google.api_core.exceptions as gexc
@@ -55,6 +55,16 @@ def _reasons(exc: gexc.GoogleAPICallError) -> list[str]:
         if reason:
             out.append(str(reason))
     return out
+
+
+async def _unless_absent(work: Awaitable[T]) -> T | None:
+    """Already gone is an answer, not an error: a 404 becomes ``None``."""
+    try:
+        return await work
+    except CloudError as err:
+        if err.status == 404:
+            return None
+        raise
 
 
 def _last(url: str) -> str:
@@ -183,13 +193,10 @@ class GceCloud:
         )
 
     async def get_disk(self, project: str, zone: str, name: str) -> Disk | None:
-        try:
-            raw = await self._call("disks.get", self._disks.get, project=project, zone=zone, disk=name)
-        except CloudError as err:
-            if err.status == 404:
-                return None
-            raise
-        return self._disk(project, zone, raw)
+        raw = await _unless_absent(
+            self._call("disks.get", self._disks.get, project=project, zone=zone, disk=name)
+        )
+        return None if raw is None else self._disk(project, zone, raw)
 
     async def ensure_disk(self, request: DiskRequest, *, idempotency_key: str) -> Disk:
         p, z = request.project, request.zone
@@ -257,8 +264,8 @@ class GceCloud:
                     "ResourceInUse", Retry.SOON, f"disk {name} is attached to {', '.join(disk.users)}"
                 )
             action = f"delete/{name}"
-            try:
-                await self._mutate(
+            await _unless_absent(
+                self._mutate(
                     project,
                     zone,
                     idempotency_key,
@@ -269,10 +276,7 @@ class GceCloud:
                         project=project, zone=zone, disk=name, request_id=self._rid(idempotency_key, action)
                     ),
                 )
-            except CloudError as err:
-                if err.status == 404:
-                    return
-                raise
+            )
 
     async def list_disks(self, project: str, zone: str, labels: Mapping[str, str]) -> list[Disk]:
         expr = " AND ".join(f'labels.{k} = "{v}"' for k, v in sorted(labels.items()))
@@ -305,14 +309,9 @@ class GceCloud:
     # --- instances -----------------------------------------------------------------------------
 
     async def _instance(self, project: str, zone: str, instance: str) -> compute_v1.Instance | None:
-        try:
-            return await self._call(
-                "instances.get", self._instances.get, project=project, zone=zone, instance=instance
-            )
-        except CloudError as err:
-            if err.status == 404:
-                return None
-            raise
+        return await _unless_absent(
+            self._call("instances.get", self._instances.get, project=project, zone=zone, instance=instance)
+        )
 
     async def instance_exists(self, project: str, zone: str, instance: str) -> bool:
         return await self._instance(project, zone, instance) is not None
@@ -379,8 +378,8 @@ class GceCloud:
             if found is None or not any(a.device_name == device_name for a in found.disks):
                 return
             action = f"detach/{instance}/{device_name}"
-            try:
-                await self._mutate(
+            await _unless_absent(
+                self._mutate(
                     project,
                     zone,
                     idempotency_key,
@@ -395,7 +394,4 @@ class GceCloud:
                         request_id=self._rid(idempotency_key, action),
                     ),
                 )
-            except CloudError as err:
-                if err.status == 404:
-                    return
-                raise
+            )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sdworker.api import constants as c
-from sdworker.api.types import Phase
+from sdworker.api.types import Phase, RuntimeDisk
 
 # Phases in which nothing can be mounted on the node yet.
 _NEVER_MOUNTED = frozenset({Phase.PENDING, Phase.CREATING, Phase.ATTACHING, Phase.ATTACHED})
@@ -23,6 +23,16 @@ class TeardownFacts:
     node_exists: bool
     # True once a cloud disk may exist for this RuntimeDisk (a create was issued or it was claimed).
     disk_may_exist: bool
+
+
+def facts_of(rd: RuntimeDisk, *, node_exists: bool) -> TeardownFacts:
+    """The facts for ``rd``: a cloud disk may exist once it left Pending (the phase is written before a
+    create is issued) or once a create was recorded."""
+    return TeardownFacts(
+        phase=rd.status.phase,
+        node_exists=node_exists,
+        disk_may_exist=rd.status.phase is not Phase.PENDING or rd.status.timings.disk_created is not None,
+    )
 
 
 @dataclass(frozen=True)
