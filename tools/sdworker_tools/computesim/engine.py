@@ -678,23 +678,43 @@ class Engine:
 
     def _images_set_labels(self, call: Call) -> dict[str, Any]:
         project, name = call.params["project"], call.params["resource"]
-        new_labels = labelmod.validate(call.body.get("labels"))
         with self._lock:
             image = self._image(project, name)
-            key = f"image:{project}/{name}"
-            self._admit((key,))
-            labelmod.check_fingerprint(image.labels, call.body.get("labelFingerprint"))
-            image.labels = new_labels
-            return self._start_operation(
+            return self._set_labels(
                 call,
+                image,
                 project=project,
                 zone=None,
+                key=f"image:{project}/{name}",
                 target_link=self.links.image(project, name),
-                target_id=image.id,
-                resources=(key,),
-                latency_s=self._profile.sample(call.method, self._rng),
-                effect=lambda: None,
             )
+
+    def _set_labels(
+        self,
+        call: Call,
+        resource: Image | Disk | Instance,
+        *,
+        project: str,
+        zone: str | None,
+        key: str,
+        target_link: str,
+    ) -> dict[str, Any]:
+        """setLabels for any resource. Lock held. The fingerprint is compared and the labels set at
+        acceptance, so two racing claims (a warm-pool disk, say) cannot both pass the check."""
+        new_labels = labelmod.validate(call.body.get("labels"))
+        self._admit((key,))
+        labelmod.check_fingerprint(resource.labels, call.body.get("labelFingerprint"))
+        resource.labels = new_labels
+        return self._start_operation(
+            call,
+            project=project,
+            zone=zone,
+            target_link=target_link,
+            target_id=resource.id,
+            resources=(key,),
+            latency_s=self._profile.sample(call.method, self._rng),
+            effect=lambda: None,
+        )
 
     # ------------------------------------------------------------------ disks
 
@@ -899,24 +919,16 @@ class Engine:
 
     def _disks_set_labels(self, call: Call) -> dict[str, Any]:
         project = call.params["project"]
-        new_labels = labelmod.validate(call.body.get("labels"))
         with self._lock:
             zone = self._known_zone(call)
             disk = self._disk(project, zone, call.params["resource"])
-            key = f"disk:{project}/{zone}/{disk.name}"
-            self._admit((key,))
-            # Compare-and-set at acceptance, so two racing claims cannot both pass the check.
-            labelmod.check_fingerprint(disk.labels, call.body.get("labelFingerprint"))
-            disk.labels = new_labels
-            return self._start_operation(
+            return self._set_labels(
                 call,
+                disk,
                 project=project,
                 zone=zone,
+                key=f"disk:{project}/{zone}/{disk.name}",
                 target_link=self.links.disk(project, zone, disk.name),
-                target_id=disk.id,
-                resources=(key,),
-                latency_s=self._profile.sample(call.method, self._rng),
-                effect=lambda: None,
             )
 
     # ------------------------------------------------------------------ instances
@@ -1289,23 +1301,16 @@ class Engine:
 
     def _instances_set_labels(self, call: Call) -> dict[str, Any]:
         project = call.params["project"]
-        new_labels = labelmod.validate(call.body.get("labels"))
         with self._lock:
             zone = self._known_zone(call)
             inst = self._instance(project, zone, call.params["instance"])
-            key = f"instance:{project}/{zone}/{inst.name}"
-            self._admit((key,))
-            labelmod.check_fingerprint(inst.labels, call.body.get("labelFingerprint"))
-            inst.labels = new_labels
-            return self._start_operation(
+            return self._set_labels(
                 call,
+                inst,
                 project=project,
                 zone=zone,
+                key=f"instance:{project}/{zone}/{inst.name}",
                 target_link=self.links.instance(project, zone, inst.name),
-                target_id=inst.id,
-                resources=(key,),
-                latency_s=self._profile.sample(call.method, self._rng),
-                effect=lambda: None,
             )
 
     # ------------------------------------------------------------------ admin (no quota, no latency)
