@@ -8,7 +8,7 @@ PY      := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools demo test test-unit test-integration lint fmt cluster computesim bench helm chart-generate chart-lint lock clean
+.PHONY: help venv tools demo test test-unit test-integration chaos lint fmt cluster computesim bench bench-quick helm chart-generate chart-lint lock clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,11 +23,15 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 venv: $(VENV)/.installed ## create the virtualenv (pinned dependencies)
 
-tools: ## build the Go control plane and kwok (cached outside the repo; no-op when cached)
+tools: ## build the Go control plane, kwok and Karpenter (cached outside the repo; no-op when cached)
 	@tools/testcluster/build.sh >/dev/null
+	@tools/karpenter/build.sh >/dev/null
 
-test: venv tools ## unit + integration tests (starts and stops its own control plane)
+test: lint tools ## lint (ruff, mypy --strict, import-linter), then unit + integration tests (starts and stops its own control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+chaos: venv tools ## the full chaos campaign (tests/chaos: 100-node scale-out/in under 22 operator kills, agent kills, cloud faults, races); prints the table, writes out/chaos/
+	SDWORKER_CHAOS=full $(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 test-unit: venv ## unit tests only (no cluster)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -46,7 +50,7 @@ fmt: venv ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 DEMO_ARGS ?= --nodes 3 --latency realistic --warm-pool 1
-demo: venv tools ## the local demo: control plane, compute simulator, operator, agents, scripted scale-out (ARGS="--ci" to exit by itself); Ctrl-C stops and cleans up
+demo: venv tools ## the local demo: control plane, compute simulator, Karpenter, operator, agents; scale-out and -in (ARGS="--ci" to exit by itself); Ctrl-C stops and cleans up
 	$(VENV)/bin/sdworker-dev demo $(DEMO_ARGS) $(ARGS)
 
 cluster: venv tools ## run a local control plane with 3 kwok GPU nodes until Ctrl-C
@@ -55,9 +59,14 @@ cluster: venv tools ## run a local control plane with 3 kwok GPU nodes until Ctr
 computesim: venv ## run the compute API simulator until Ctrl-C (PROFILE=fast|realistic)
 	$(PY) -m sdworker_tools.computesim --latency-profile $(or $(PROFILE),fast)
 
-bench: venv ## benchmarks: image build vs cp -r, parallel prefetch vs sequential read (SIZE_GB=2)
+bench: venv tools ## benchmarks: image build stage by stage vs its floors, parallel prefetch vs sequential read (SIZE_GB=2), scale-out 1/10/100 nodes vs the reference
 	$(PY) bench/bench_image_build.py --size-gb $(or $(SIZE_GB),2)
 	$(PY) bench/bench_prefetch.py
+	$(PY) -m bench.bench_scaleout --full
+
+bench-quick: venv tools ## quick benchmarks (a few minutes): image build at 0.5 GB / 5,000 files vs its floors, scale-out 1 and 10 nodes vs the reference (fast cloud)
+	$(PY) bench/bench_image_build.py --size-gb 0.5 --files 5000
+	$(PY) -m bench.bench_scaleout --quick --latency fast
 
 helm: ## build the pinned helm CLI (cached outside the repo); prints its path
 	tools/helm/build.sh

@@ -15,8 +15,11 @@ Choices:
   while a damaged one is caught before the kernel sees it. ``full_check=True`` forces all passes.
 - Mounts are read-only with ``noload``: the journal is never replayed, so the disk is bit-for-bit the
   image that was verified, and a disk attached READ_ONLY to many nodes can be mounted at all.
-- Unmount is never lazy: a busy runtime stays mounted (and the operator does not detach it) until the
-  pods using it are gone.
+- Unmount is never lazy, but it is no guard for running pods: a pod's ``hostPath`` is a bind in the
+  container's own mount namespace, so the host's unmount succeeds (no EBUSY) while the pod still reads
+  the filesystem (tests/integration/test_rollout.py). The operator asks for an unmount (deletes the
+  RuntimeDisk) only once no pod bound to the node uses the runtime (``domain.teardown.pods_using``);
+  EBUSY here only means a host process holds it.
 """
 
 from __future__ import annotations
@@ -145,7 +148,8 @@ def mount_readonly(device: Device, target: str) -> None:
 
 
 def unmount(target: str) -> None:
-    """Unmount whatever is mounted at ``target`` (one layer); fails while the runtime is in use."""
+    """Unmount whatever is mounted at ``target`` (one layer); fails while a host process holds it (a pod's
+    bind does not count: see the module docstring)."""
     result = _run(["umount", target])
     if result.returncode != 0:
         raise HostError("UnmountFailed", f"umount {target} exited {result.returncode}: {_tail(result)}")

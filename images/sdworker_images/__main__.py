@@ -19,7 +19,8 @@ from sdworker_images.progress import Progress
 
 EXAMPLES = """\
 examples:
-  # from a spec: fetch webui, repositories, extensions, the pip lock and the model (needs network)
+  # from a spec: fetch webui, repositories, extensions, the pip lock, the model and the Hugging Face files
+  # (needs network; run it in the builder image, images/Dockerfile.builder)
   sdworker image build --spec examples/runtime.yaml --out out/
   # from an existing tree, offline; the spec (optional) checks the interpreter and every model's sha256
   sdworker image build --from-dir /srv/runtime --spec examples/runtime.yaml --offline --out out/
@@ -51,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build disk.raw and image.tar.gz from a spec and/or a directory")
     b.add_argument("--spec", type=Path, help="runtime.yaml")
     b.add_argument(
-        "--from-dir", type=Path, help="an existing runtime tree (venv/, stable-diffusion-webui/, models/)"
+        "--from-dir",
+        type=Path,
+        help="an existing runtime tree (venv/, stable-diffusion-webui/, models/), left unmodified; the image "
+        "also gets the pod contract's folders and the built-in sdworker extension",
     )
     b.add_argument("--out", type=Path, required=True, help="output directory (created; files replaced)")
     b.add_argument("--python-path", help="without --spec: the interpreter the venv must link to")

@@ -5,6 +5,12 @@ files; network via ``fetch``), relocates the venv to the path pods see it at (``
 compiles hash-based pycs. ``declare`` works on any tree, including a ``--from-dir`` one: every model and
 file the spec lists must end up in the image with the sha256 the spec gives; files already in the tree are
 checked, missing ones are copied from their local ``source``/``file:`` URL or downloaded (not ``--offline``).
+
+Both ways end with the pod contract's fixed parts (``write_layout``, sdworker.runtime_layout): the empty
+folders webui needs on a read-only disk, the built-in sdworker extension (always this builder's copy), and
+the Hugging Face cache's links and refs. A spec build writes them into its own tree; a ``--from-dir`` build
+writes them into an overlay that ``with_layout`` lays over the scanned tree, so the user's tree is not
+touched.
 """
 
 from __future__ import annotations
@@ -17,13 +23,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
+from sdworker import runtime_layout as layout
 from sdworker_images import fetch
 from sdworker_images.errors import BuildError
 from sdworker_images.progress import Progress
 from sdworker_images.spec import VENV_DIR, WEBUI_DIR, FileSpec, RuntimeSpec
-from sdworker_images.tree import Item
+from sdworker_images.tree import Item, scan
+from sdworker_images.webui_extension import extension_dir
 
-# Where pods mount the runtime (the operator's hostPath volume, DESIGN section 7).
+# Where pods mount the runtime (the operator's hostPath volume, docs/architecture.md section 7).
 RUNTIME_PREFIX: Final = "/runtime"
 _SCRIPT_MAX_BYTES: Final = 1 << 20
 
@@ -42,8 +50,12 @@ def assemble(spec: RuntimeSpec, work: Path, progress: Progress) -> Assembled:
     tree.mkdir()
     result = Assembled(tree)
     for source in spec.git_sources:
+        dest = tree / source.dest
+        if dest.exists() and any(dest.iterdir()):
+            # An extension named like one of webui's own extensions-builtin/ folders would merge into it.
+            raise BuildError(f"{source.where}: {source.dest} already exists in the checked-out webui")
         with progress.step("git", f"checking out {source.repo} at {source.ref}"):
-            result.resolved[source.dest] = fetch.git_export(source, tree / source.dest, work)
+            result.resolved[source.dest] = fetch.git_export(source, dest, work)
     venv = tree / VENV_DIR
     with progress.step("venv", f"creating the venv with {spec.python.path}"):
         fetch.create_venv(spec.python, venv)
@@ -58,6 +70,7 @@ def assemble(spec: RuntimeSpec, work: Path, progress: Progress) -> Assembled:
         local = _materialise(declared, spec, target, progress, offline=False)
         if local != target:
             shutil.copyfile(local, target)
+    write_layout(tree, spec)
     fetch.remove_pip(venv)
     relocate_venv(venv, str(venv), f"{RUNTIME_PREFIX}/{VENV_DIR}")
     with progress.step("compile", "compiling hash-based bytecode"):
@@ -68,6 +81,68 @@ def assemble(spec: RuntimeSpec, work: Path, progress: Progress) -> Assembled:
         dirs = [VENV_DIR] + ([WEBUI_DIR] if spec.webui else [])
         fetch.compile_bytecode(venv, tree, dirs, RUNTIME_PREFIX)
     return result
+
+
+def write_layout(root: Path, spec: RuntimeSpec | None) -> None:
+    """Write the pod contract's fixed parts under ``root``: required folders, the built-in extension, and
+    each Hugging Face repository's ``refs/main`` and ``snapshots/<revision>/<file>`` links to its blobs.
+
+    The blobs themselves are declared files (``RuntimeSpec.declared_files``), fetched and sha256-checked like
+    any model; the links may dangle here until the blobs are in place.
+    """
+    for folder in layout.REQUIRED_DIRS:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    extension = root / layout.BUILTIN_EXTENSION_DIR
+    if extension.is_symlink() or extension.is_file():
+        raise BuildError(f"{layout.BUILTIN_EXTENSION_DIR}: not a directory in the tree")
+    shutil.rmtree(extension, ignore_errors=True)
+    source = extension_dir()
+    if not source.is_dir():
+        raise BuildError(f"the built-in webui extension is missing from this builder ({source})")
+    shutil.copytree(source, extension, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if spec is None or not spec.huggingface:
+        return
+    version = root / layout.HF_CACHE_VERSION_FILE
+    version.write_text(layout.HF_CACHE_VERSION)
+    for repo in spec.huggingface:
+        ref = root / repo.ref_path
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(repo.revision)  # huggingface_hub writes the bare commit, no newline
+        for f in repo.files:
+            link = root / repo.snapshot_path(f.path)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(repo.blob_link(f.path, f.sha256))
+
+
+def with_layout(items: Sequence[Item], spec: RuntimeSpec | None, work: Path) -> list[Item]:
+    """A ``--from-dir`` tree's plan with the pod contract's parts laid over it (``write_layout`` into an
+    overlay in ``work``, scanned). The overlay wins: the tree's copy of the built-in extension is dropped,
+    and a tree path where the contract needs a folder must be one."""
+    overlay = work / "layout"
+    overlay.mkdir()
+    write_layout(overlay, spec)
+    planned = {
+        i.path: i
+        for i in items
+        if i.path != layout.BUILTIN_EXTENSION_DIR
+        and not i.path.startswith(layout.BUILTIN_EXTENSION_DIR + "/")
+    }
+    for item in scan(overlay):
+        present = planned.get(item.path)
+        if present is not None and item.type == "dir":
+            if present.type != "dir":
+                raise BuildError(
+                    f"{item.path}: the pod contract needs a directory here, the tree has a {present.type}"
+                )
+            continue
+        if present is not None and present.type == "dir":
+            raise BuildError(
+                f"{item.path}: the pod contract needs a {item.type} here, the tree has a directory"
+            )
+        planned[item.path] = item
+    return sorted(planned.values(), key=lambda i: i.path)
 
 
 def relocate_venv(venv: Path, old_prefix: str, new_prefix: str) -> None:

@@ -116,6 +116,9 @@ def _build(
 
     with progress.step("scan", f"checking {root}"):
         items = tree.scan(root)
+        if not in_place:
+            # A spec build wrote the pod contract's parts into its own tree; a --from-dir one gets them here.
+            items = assemble.with_layout(items, runtime, work)
         interpreter = tree.check_interpreter(root, items, expected_python, from_spec=runtime is not None)
         tree.check_symlinks(items, interpreter.path)
         if runtime is not None:
@@ -165,7 +168,7 @@ def _build(
         )
     with progress.step("normalize", "fixing owners and times (debugfs)"):
         paths = [e.path for e in entries] + [MANIFEST_DIR, f"{MANIFEST_DIR}/{MANIFEST_NAME}"]
-        ext4.normalize_inodes(raw, paths, fixed_time=options.fixed_time, progress=progress)
+        ext4.normalize_inodes(raw, paths, fixed_time=options.fixed_time, progress=progress, tree=stage_root)
     with progress.step("fsck", "checking the filesystem (e2fsck -fn)"):
         ext4.check_filesystem(raw)
 
@@ -173,11 +176,10 @@ def _build(
     if options.pack:
         archive = work / ARCHIVE_NAME
         with progress.step("pack", f"packing {ARCHIVE_NAME} (oldgnu, sparse, gzip -{options.gzip_level})"):
-            pack.pack(
+            archive_sha256 = pack.pack(
                 raw, archive, fixed_time=options.fixed_time, gzip_level=options.gzip_level, progress=progress
             )
             archive_bytes = archive.stat().st_size
-            archive_sha256 = pack.sha256_of(archive)
 
     (work / MANIFEST_COPY).write_text(manifest_text)
     result = BuildResult(

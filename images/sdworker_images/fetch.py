@@ -100,8 +100,9 @@ def create_venv(python: PythonSpec, venv: Path) -> None:
     interpreter = Path(python.path)
     if not interpreter.exists():
         raise BuildError(
-            f"python.path {python.path} does not exist on this machine: build inside the base image "
-            "(images/Dockerfile.base) or another machine with the same interpreter at the same path"
+            f"python.path {python.path} does not exist on this machine: build in the builder image "
+            "(images/Dockerfile.builder: the base image plus python3.10-venv, git and e2fsprogs), or on "
+            "another machine with the same interpreter at the same path"
         )
     proc.run([python.path, "-m", "venv", str(venv)])
     version = proc.run(

@@ -14,11 +14,17 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Final
+from typing import Final, Protocol
 
 BLOCK_BYTES: Final = 1 << 20
 WINDOW_BYTES: Final = 32 * 1024
 _OS_UNIX: Final = 3
+
+
+class Sink(Protocol):
+    """Where the compressed stream goes: a binary file, or anything else with ``write``."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 def _deflate(block: bytes, dictionary: bytes, level: int, last: bool) -> bytes:
@@ -32,7 +38,7 @@ def _deflate(block: bytes, dictionary: bytes, level: int, last: bool) -> bytes:
 class ParallelGzipWriter:
     """Write-only file object producing a single-member gzip stream on ``out``; call ``close`` to finish."""
 
-    def __init__(self, out: BinaryIO, *, level: int = 1, workers: int = 1) -> None:
+    def __init__(self, out: Sink, *, level: int = 1, workers: int = 1) -> None:
         if not 0 <= level <= 9:
             raise ValueError(f"gzip level {level} is not 0-9")
         self._out = out
@@ -56,7 +62,8 @@ class ParallelGzipWriter:
         self._size += len(data)
         self._buffer += data
         while len(self._buffer) > BLOCK_BYTES:
-            block = bytes(self._buffer[:BLOCK_BYTES])
+            with memoryview(self._buffer) as view:
+                block = bytes(view[:BLOCK_BYTES])  # one copy; the bytearray's own slice would be two
             del self._buffer[:BLOCK_BYTES]
             self._submit(block, last=False)
         return len(data)

@@ -1,4 +1,4 @@
-"""The only place in ``sdworker_images`` that starts child processes (mkfs.ext4, debugfs, tar, git, pip...).
+"""The only place in ``sdworker_images`` that starts child processes (mkfs.ext4, debugfs, git, pip...).
 
 Keeping it in one module keeps the rules in one place: commands are argument lists (never a shell), output
 goes to temporary files (a chatty child cannot fill a pipe and hang), a long step can report that it is still
@@ -92,53 +92,6 @@ def run(
         )
     if check and result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-_TAIL_LINES:])
-        raise CommandError(f"{Path(argv[0]).name} exited with status {result.returncode}: {tail}", result)
-    return result
-
-
-def stream(
-    argv: Sequence[str],
-    sink: Callable[[bytes], None],
-    *,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    chunk_bytes: int = 1 << 20,
-) -> Completed:
-    """Run ``argv`` and hand its stdout to ``sink`` chunk by chunk (for output too big to hold); stderr is
-    captured as by ``run``, and a non-zero exit raises CommandError. ``Completed.stdout`` is empty.
-    """
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
-    start = time.monotonic()
-    with tempfile.TemporaryFile() as err:
-        try:
-            child = subprocess.Popen(
-                list(argv),
-                cwd=cwd,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-            )
-        except OSError as exc:
-            raise CommandError(f"{argv[0]}: cannot start: {exc}") from exc
-        assert child.stdout is not None
-        try:
-            with child.stdout:
-                while chunk := child.stdout.read(chunk_bytes):
-                    sink(chunk)
-            returncode = child.wait()
-        except BaseException:
-            child.kill()
-            child.wait()
-            raise
-        err.seek(0)
-        result = Completed(
-            tuple(argv), returncode, "", err.read().decode("utf-8", "replace"), time.monotonic() - start
-        )
-    if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-_TAIL_LINES:])
         raise CommandError(f"{Path(argv[0]).name} exited with status {result.returncode}: {tail}", result)
     return result
 

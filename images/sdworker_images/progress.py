@@ -2,12 +2,14 @@
 
 A 10+ GB runtime takes minutes to hash and pack; a silent CLI looks hung. Lines are plain (no carriage
 returns), rate-limited to one a second per step, and each step ends with its duration, so the same output
-reads well in a terminal and in a CI log. The timings are also kept for the build result and the benchmark.
+reads well in a terminal and in a CI log. The timings (wall and CPU seconds) are also kept for the build
+result and the benchmark.
 """
 
 from __future__ import annotations
 
 import contextlib
+import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +30,13 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads) and of its waited-for children so far."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 class Progress:
     """Writes progress to ``stream`` (stderr by default) unless ``quiet``; records each step's seconds."""
 
@@ -36,6 +45,9 @@ class Progress:
         self.quiet = quiet
         self.interval = interval
         self.timings: dict[str, float] = {}
+        # CPU seconds per step (this process's threads and the children it waited for): on a shared machine
+        # the wall time says how busy the neighbours were; this says what the step itself cost.
+        self.cpu_timings: dict[str, float] = {}
         self._last = 0.0
 
     def note(self, message: str) -> None:
@@ -47,12 +59,14 @@ class Progress:
         """Announce a step, time it, and report its duration when it ends (also when it fails)."""
         self.note(f"{message} ...")
         start = time.monotonic()
+        cpu_start = cpu_seconds()
         self._last = start
         try:
             yield
         finally:
             seconds = time.monotonic() - start
             self.timings[name] = self.timings.get(name, 0.0) + seconds
+            self.cpu_timings[name] = self.cpu_timings.get(name, 0.0) + cpu_seconds() - cpu_start
             self.note(f"{message}: {seconds:.1f}s")
 
     def _due(self) -> bool:

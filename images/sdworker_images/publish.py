@@ -1,10 +1,11 @@
 """``publish``: upload a build's ``image.tar.gz`` and create the GCE image from it with ``images.insert``.
 
-The image carries what the operator and the agent need to trust it: labels ``sdworker-digest`` (the content
-digest's hex, cut to the 63 characters a label value may hold) and ``sdworker-builder``, and the full
-``sha256:`` digest in the description. Publishing is idempotent: the object name is content-addressed, the
-``requestId`` is derived from (project, image name, digest), and an existing image with the same name and
-digest is success, while one with another digest is an error (names are not reused for other content).
+The image carries what the operator and the agent need to trust it, in the format ``sdworker.image_meta``
+owns (the operator's resolver reads it back with the same module): the full ``sha256:`` digest in the
+description, its first 63 hex digits and the builder version in labels. Publishing is idempotent: the object
+name is content-addressed, the ``requestId`` is derived from (project, image name, digest), and an existing
+image with the same name and digest is success, while one with another digest (or without sdworker metadata)
+is an error (names are not reused for other content).
 
 Storage is behind the small ``Uploader`` protocol: ``LocalDirUploader`` (tests, the local demo, the compute
 API simulator) and ``GcsUploader``, which needs ``google-cloud-storage`` (not a dependency of sdworker;
@@ -23,14 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from sdworker.manifest import DIGEST_PREFIX, parse_digest
+from sdworker import image_meta
+from sdworker.manifest import parse_digest
 from sdworker_images import build, pack
 from sdworker_images.errors import BuildError
 
-LABEL_DIGEST: Final = "sdworker-digest"
-LABEL_BUILDER: Final = "sdworker-builder"
-LABEL_MANAGED: Final = "sdworker-managed"
-LABEL_VALUE_MAX: Final = 63
 NAME_MAX: Final = 63
 DEFAULT_NAME_PREFIX: Final = "sd-runtime"
 GCS_URL_PREFIX: Final = "https://storage.googleapis.com/"
@@ -101,16 +99,6 @@ def image_name(prefix: str, digest: str) -> str:
     return name
 
 
-def labels(digest: str, builder_version: str) -> dict[str, str]:
-    """GCE label values are at most 63 of ``[a-z0-9_-]``: the 64-hex digest loses its last digit, and the
-    version's dots become dashes. The description carries the full digest."""
-    return {
-        LABEL_DIGEST: parse_digest(digest)[:LABEL_VALUE_MAX],
-        LABEL_BUILDER: builder_version.replace(".", "-").replace("+", "-").lower()[:LABEL_VALUE_MAX],
-        LABEL_MANAGED: "true",
-    }
-
-
 def request_id(project: str, name: str, digest: str) -> str:
     """The same (project, name, digest) gives the same requestId, so GCE de-duplicates a retried insert."""
     return str(uuid.uuid5(_REQUEST_ID_NAMESPACE, f"{project}/{name}/{digest}"))
@@ -177,19 +165,16 @@ def image_request(
     sha1: str | None = None,
     storage_locations: tuple[str, ...] = (),
 ) -> ImageRequest:
-    """The insert request for a build record (``build.json``): name, family and labels from the build."""
-    digest = str(record.get("digest", ""))
-    parse_digest(digest)
-    builder = record.get("builder") or {}
-    version = str(builder.get("version", "unknown"))
+    """The insert request for a build record (``build.json``): name, family, labels and description from the
+    build; labels and description are ``sdworker.image_meta``'s."""
+    try:
+        meta = image_meta.ImageMeta.from_build_record(record)
+        description = meta.description()
+    except image_meta.ImageMetaError as exc:
+        raise BuildError(f"{build.BUILD_RECORD}: {exc}") from exc
+    digest = meta.digest
     final_name = name or image_name(str(record.get("name") or DEFAULT_NAME_PREFIX), digest)
     final_family = family or record.get("family") or None
-    interpreter = record.get("interpreter") or {}
-    description = (
-        f"sdworker runtime disk {digest}; {record.get('fileCount')} files, {record.get('totalBytes')} bytes; "
-        f"python {interpreter.get('path')} {interpreter.get('version')}; built by "
-        f"{builder.get('name', 'sdworker-images')} {version}"
-    )
     return ImageRequest(
         project=project,
         name=final_name,
@@ -197,23 +182,26 @@ def image_request(
         source_url=source_url,
         digest=digest,
         description=description,
-        labels=labels(digest, version),
+        labels=meta.labels(),
         request_id=request_id(project, final_name, digest),
         sha1=sha1,
         storage_locations=storage_locations,
     )
 
 
-def existing_matches(existing_labels: Mapping[str, str], digest: str) -> bool:
-    """Whether an image already under our name holds this digest (then publishing has nothing to do)."""
-    return existing_labels.get(LABEL_DIGEST) == parse_digest(digest)[:LABEL_VALUE_MAX]
+@dataclass(frozen=True)
+class ExistingImage:
+    """What ``publish`` reads of an image already under the name it would create."""
+
+    description: str
+    labels: Mapping[str, str]
 
 
 class ImageService(Protocol):
     """The two image calls ``publish`` makes; ``ComputeImageService`` is the real one."""
 
-    def get_labels(self, project: str, name: str) -> dict[str, str] | None:
-        """The labels of image ``name``, or None if there is no such image."""
+    def get(self, project: str, name: str) -> ExistingImage | None:
+        """Image ``name``'s description and labels, or None if there is no such image."""
         ...
 
     def insert(self, request: ImageRequest, timeout: float) -> None:
@@ -241,14 +229,14 @@ class ComputeImageService:
         self._operations = compute_v1.GlobalOperationsClient(**kwargs)
         self._done = compute_v1.Operation.Status.DONE
 
-    def get_labels(self, project: str, name: str) -> dict[str, str] | None:
+    def get(self, project: str, name: str) -> ExistingImage | None:
         from google.api_core import exceptions
 
         try:
             image = self._images.get(project=project, image=name)
         except exceptions.NotFound:
             return None
-        return dict(image.labels)
+        return ExistingImage(image.description or "", dict(image.labels))
 
     def insert(self, request: ImageRequest, timeout: float) -> None:
         operation = self._images.insert_unary(request=request.to_compute())
@@ -315,13 +303,19 @@ def publish(
         sha1=sha1_of(archive),
         storage_locations=storage_locations,
     )
-    existing = images.get_labels(project, request.name)
+    existing = images.get(project, request.name)
     if existing is not None:
-        if existing_matches(existing, digest):
+        try:
+            existing_digest = image_meta.read_digest(existing.description, existing.labels)
+        except image_meta.ImageMetaError as exc:
+            raise BuildError(
+                f"image {request.name} already exists in {project} and is not an sdworker image ({exc}): "
+                "choose another --name"
+            ) from exc
+        if existing_digest == digest:
             return PublishResult(request.name, project, digest, source_url, created=False)
         raise BuildError(
-            f"image {request.name} already exists in {project} with {LABEL_DIGEST}="
-            f"{existing.get(LABEL_DIGEST)!r}, not {DIGEST_PREFIX}{parse_digest(digest)}: "
+            f"image {request.name} already exists in {project} with digest {existing_digest}, not {digest}: "
             "choose another --name"
         )
     images.insert(request, timeout)

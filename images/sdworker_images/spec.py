@@ -3,7 +3,9 @@
 A spec names everything that goes onto the disk and pins it: the interpreter the venv is built against (which
 the base image must provide at the same path), a pip lock installed with ``--require-hashes``, the
 stable-diffusion-webui repository and the repositories and extensions it would otherwise clone at start-up,
-each at a ref, and model and extra files each with a sha256. This module only parses and checks the document;
+each at a ref, model and extra files each with a sha256, and the Hugging Face files webui asks transformers
+for at model load (``huggingface:``: a repository at a 40-hex commit, each file with its sha256), laid out
+as a hub cache. This module only parses and checks the document;
 it reads no file the document points at and fetches nothing. Every problem is reported with its field path
 (``runtime.yaml: models[0].sha256: required``), all of them at once.
 """
@@ -19,23 +21,27 @@ from typing import Any, Final
 
 import yaml
 
+from sdworker import runtime_layout as layout
 from sdworker.manifest import RESERVED_ROOT_NAMES, path_problem
 from sdworker_images.errors import SpecError
 
 API_VERSION: Final = "sdworker.dev/v1alpha1"
 KIND: Final = "RuntimeImage"
 
-# Where each part lands in the runtime tree; the operator's pod command (DESIGN section 7) uses these paths.
-VENV_DIR: Final = "venv"
-WEBUI_DIR: Final = "stable-diffusion-webui"
-REPOSITORIES_DIR: Final = f"{WEBUI_DIR}/repositories"
-EXTENSIONS_DIR: Final = f"{WEBUI_DIR}/extensions"
+# Where each part lands in the runtime tree: the pod contract, shared with the operator's renderer.
+VENV_DIR: Final = layout.VENV_DIR
+WEBUI_DIR: Final = layout.WEBUI_DIR
+REPOSITORIES_DIR: Final = layout.REPOSITORIES_DIR
+# Not stable-diffusion-webui/extensions: with --data-dir /data webui looks for those under /data/extensions.
+EXTENSIONS_DIR: Final = layout.EXTENSIONS_BUILTIN_DIR
+HF_ENDPOINT: Final = "https://huggingface.co"
 
 NAME_MAX: Final = 50
 _RFC1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _GIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
+_HF_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 _PY_VERSION = re.compile(r"3\.(\d+)(\.\d+)?")
 _URL_SCHEMES: Final = ("https://", "http://", "file:")
 
@@ -106,6 +112,55 @@ class FileSpec:
 
 
 @dataclass(frozen=True)
+class HFFile:
+    """One file of a Hugging Face repository, by its path in the repository and the sha256 of its bytes."""
+
+    path: str
+    sha256: str
+    where: str
+
+
+@dataclass(frozen=True)
+class HFRepo:
+    """A Hugging Face model repository at one commit, cached under ``huggingface/hub`` as huggingface_hub
+    lays a cache out: ``blobs/<sha256>`` (the bytes), ``snapshots/<revision>/<path>`` (relative links to the
+    blobs) and ``refs/main`` (the revision), so ``from_pretrained(repo)`` finds it offline."""
+
+    repo: str
+    revision: str
+    files: tuple[HFFile, ...]
+    where: str
+
+    @property
+    def cache_dir(self) -> str:
+        return f"{layout.HF_HUB_DIR}/{layout.hf_repo_dir(self.repo)}"
+
+    def blob_path(self, sha256: str) -> str:
+        return f"{self.cache_dir}/blobs/{sha256}"
+
+    def snapshot_path(self, path: str) -> str:
+        return f"{self.cache_dir}/snapshots/{self.revision}/{path}"
+
+    @property
+    def ref_path(self) -> str:
+        return f"{self.cache_dir}/refs/main"
+
+    def blob_link(self, path: str, sha256: str) -> str:
+        """The relative target of ``snapshot_path(path)``: up to the repository folder, then the blob."""
+        depth = 2 + path.count("/")  # snapshots/<revision>/ plus the file's own folders
+        return "../" * depth + f"blobs/{sha256}"
+
+    def declared_files(self) -> tuple[FileSpec, ...]:
+        """One declared file per distinct blob, downloaded from the Hub at the pinned revision."""
+        seen: dict[str, FileSpec] = {}
+        for f in self.files:
+            if f.sha256 not in seen:
+                url = f"{HF_ENDPOINT}/{self.repo}/resolve/{self.revision}/{f.path}"
+                seen[f.sha256] = FileSpec(self.blob_path(f.sha256), f.sha256, url, None, False, f.where)
+        return tuple(seen.values())
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     family: str | None
     size_gb: int | None
@@ -126,10 +181,11 @@ class RuntimeSpec:
     image: ImageSpec
     base_dir: Path
     document: Mapping[str, Any]
+    huggingface: tuple[HFRepo, ...] = ()
 
     @property
     def declared_files(self) -> tuple[FileSpec, ...]:
-        return self.models + self.files
+        return self.models + self.files + tuple(f for r in self.huggingface for f in r.declared_files())
 
     @property
     def git_sources(self) -> tuple[GitSpec, ...]:
@@ -183,17 +239,24 @@ def _read_spec(root: _Fields, base_dir: Path) -> RuntimeSpec | None:
     repositories = tuple(
         _read_git(item, f"{REPOSITORIES_DIR}/{{name}}", with_name=True) for item in root.items("repositories")
     )
+    extension_items = root.items("extensions")
     extensions = tuple(
-        _read_git(item, f"{EXTENSIONS_DIR}/{{name}}", with_name=True) for item in root.items("extensions")
+        _read_git(item, f"{EXTENSIONS_DIR}/{{name}}", with_name=True) for item in extension_items
     )
+    for item, extension in zip(extension_items, extensions, strict=True):
+        if extension is not None and extension.name == layout.BUILTIN_EXTENSION_NAME:
+            item.error("name", f"{extension.name!r} is reserved for the built-in sdworker extension")
     models = tuple(_read_file(item) for item in root.items("models"))
     files = tuple(_read_file(item) for item in root.items("files"))
+    huggingface = tuple(_read_hf_repo(item) for item in root.items("huggingface"))
     image = _read_image(root.mapping("image", required=False))
     root.reject_unknown()
-    _check_overlaps(root, [g for g in (webui, *repositories, *extensions) if g], [*models, *files])
+    hf_files = [f for r in huggingface if r for f in r.declared_files()]
+    _check_overlaps(root, [g for g in (webui, *repositories, *extensions) if g], [*models, *files, *hf_files])
+    _check_hf_repos(root, [r for r in huggingface if r])
     if name is None or python is None or None in repositories or None in extensions:
         return None
-    if None in models or None in files:
+    if None in models or None in files or None in huggingface:
         return None
     return RuntimeSpec(
         name=name,
@@ -207,6 +270,7 @@ def _read_spec(root: _Fields, base_dir: Path) -> RuntimeSpec | None:
         image=image,
         base_dir=base_dir,
         document=root.data,
+        huggingface=tuple(r for r in huggingface if r),
     )
 
 
@@ -302,6 +366,40 @@ def _read_file(fields: _Fields) -> FileSpec | None:
         executable=executable,
         where=fields.where,
     )
+
+
+def _read_hf_repo(fields: _Fields) -> HFRepo | None:
+    repo = fields.string("repo", pattern=_HF_REPO, hint="ORG/NAME, as on huggingface.co")
+    revision = fields.string("revision", pattern=_COMMIT, hint="the repository's 40-hex commit")
+    items = fields.items("files")
+    if fields.valid and "files" in fields.data and not items:
+        fields.error("files", "must list at least one file")
+    files: list[HFFile | None] = []
+    for item in items:
+        path = item.string("path")
+        sha256 = item.string("sha256", pattern=_SHA256, hint="64 hex digits")
+        item.reject_unknown()
+        if path is not None and (problem := path_problem(path)):
+            item.error("path", f"{path!r}: {problem}")
+            path = None
+        files.append(HFFile(path, sha256.lower(), item.where) if path and sha256 else None)
+    fields.reject_unknown()
+    if repo is None or revision is None or not files or None in files:
+        return None
+    return HFRepo(repo=repo, revision=revision, files=tuple(f for f in files if f), where=fields.where)
+
+
+def _check_hf_repos(root: _Fields, repos: list[HFRepo]) -> None:
+    seen: dict[str, str] = {}
+    for repo in repos:
+        if repo.repo in seen:
+            root.errors.append(f"{repo.where}.repo: {repo.repo} is also declared by {seen[repo.repo]}")
+        seen[repo.repo] = repo.where
+        paths: set[str] = set()
+        for f in repo.files:
+            if f.path in paths:
+                root.errors.append(f"{f.where}.path: {f.path} is listed twice")
+            paths.add(f.path)
 
 
 def _read_image(fields: _Fields | None) -> ImageSpec:

@@ -5,8 +5,10 @@ files, directories and symlinks; names debugfs cannot handle; symlinks that reso
 (resolved the way the kernel would, through other symlinks, with the tree mounted anywhere); a venv made for
 another interpreter than the one the spec (and so the base image) provides; a file whose sha256 is not the
 one the spec declares. ``stage`` then copies the tree (or, for a tree the builder assembled itself, works in
-place), normalising modes to 0644/0755, keeping timestamp pycs valid (``pyc``) and hashing every byte it
-copies, so the manifest describes exactly the bytes mkfs.ext4 reads.
+place), normalising modes to 0644/0755 and times to the fixed build time, keeping timestamp pycs valid
+(``pyc``) and hashing every byte it copies, so the manifest describes exactly the bytes mkfs.ext4 reads.
+Files are copied and hashed on a thread pool (``hash_workers``): sha256, copy_file_range and reads all
+release the GIL, and on a tree of many small files the per-file syscalls are most of the time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -28,6 +32,8 @@ PYVENV_CFG: Final = f"{VENV_DIR}/pyvenv.cfg"
 NAME_MAX_BYTES: Final = 255
 SYMLINK_MAX_HOPS: Final = 40
 _CHUNK: Final = 1 << 20
+# Smaller files are read once into memory, hashed and written from the same buffer.
+_SMALL_FILE: Final = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -234,24 +240,35 @@ def check_symlinks(items: Sequence[Item], interpreter: str) -> None:
 ProgressFn = Callable[[HashProgress], None]
 
 
+def hash_workers() -> int:
+    """Threads that copy and hash files: twice the cores, since part of each file's time is syscalls and
+    page-cache copies (sha256 and copy_file_range release the GIL; so does every read)."""
+    return min(32, 2 * (os.cpu_count() or 1))
+
+
 def stage(
     items: Sequence[Item],
     dest: Path | None,
     *,
     fixed_time: int,
     progress: ProgressFn | None = None,
+    workers: int | None = None,
 ) -> tuple[Entry, ...]:
     """Copy ``items`` under ``dest`` (or, with ``dest`` None, fix them up where they are) and hash them.
 
     Modes become 0755 (any execute bit) or 0644, directories 0755; timestamp pycs are kept valid for
     ``fixed_time``; a declared sha256 that does not match fails the build naming the declaring field.
+    Directories and symlinks are made first, in order; files are then copied and hashed on ``workers``
+    threads (the entries come back in path order whatever the threads did; the first failure in path order
+    is the one reported).
     """
     ordered = sorted(items, key=lambda i: i.path)
     sources = {i.path: i for i in ordered if i.type == "file"}
     total_files = len(sources)
     total_bytes = sum(i.size for i in sources.values())
     counter = _Counter(total_files, total_bytes, progress)
-    entries: list[Entry] = []
+    entries: list[Entry | None] = []
+    files: list[tuple[int, Item, Path | None]] = []
     for item in ordered:
         out = dest / item.path if dest is not None else None
         if item.type == "dir":
@@ -264,25 +281,58 @@ def stage(
                 os.symlink(item.target, out)
             entries.append(Entry(item.path, "symlink", target=item.target))
         else:
-            entries.append(_stage_file(item, out, sources, fixed_time, counter))
-    return tuple(entries)
+            files.append((len(entries), item, out))
+            entries.append(None)
+    threads = max(1, min(workers or hash_workers(), len(files)))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sdworker-hash") as pool:
+        futures = [
+            (index, pool.submit(_stage_file, item, out, sources, fixed_time, counter))
+            for index, item, out in files
+        ]
+        try:
+            for index, future in futures:
+                entries[index] = future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    # Directories last and deepest first: adding an entry changes a directory's mtime, setting a
+    # child's times does not.
+    for item in reversed(ordered):
+        if item.type != "file":
+            _fix_times(dest / item.path if dest is not None else None, fixed_time)
+    return tuple(e for e in entries if e is not None)
+
+
+def _fix_times(path: Path | None, fixed_time: int) -> None:
+    """Set atime and mtime to ``fixed_time`` (mkfs.ext4 copies both), so normalisation has less to do.
+
+    Only on paths the builder owns (the staging copy, or a tree it assembled): ``path`` None is a symlink
+    or directory of a tree worked on in place, left as it is (``ext4.normalize_inodes`` fixes the image).
+    """
+    if path is not None:
+        ns = fixed_time * 1_000_000_000
+        os.utime(path, ns=(ns, ns), follow_symlinks=False)
 
 
 class _Counter:
+    """Files and bytes done so far, shared by the hashing threads; reports through ``progress``."""
+
     def __init__(self, files_total: int, bytes_total: int, progress: ProgressFn | None) -> None:
         self.files_total = files_total
         self.bytes_total = bytes_total
         self.files_done = 0
         self.bytes_done = 0
         self.progress = progress
+        self._lock = threading.Lock()
 
     def add(self, path: str, n: int, file_done: bool = False) -> None:
-        self.bytes_done += n
-        self.files_done += int(file_done)
-        if self.progress:
-            self.progress(
-                HashProgress(self.files_done, self.files_total, self.bytes_done, self.bytes_total, path)
-            )
+        with self._lock:
+            self.bytes_done += n
+            self.files_done += int(file_done)
+            if self.progress:
+                self.progress(
+                    HashProgress(self.files_done, self.files_total, self.bytes_done, self.bytes_total, path)
+                )
 
 
 def _stage_file(
@@ -293,78 +343,107 @@ def _stage_file(
     counter: _Counter,
 ) -> Entry:
     assert item.source is not None
+    mode = 0o755 if item.executable else 0o644
     source_py = pyc.source_for(item.path)
     if source_py is not None and source_py in sources:
         digest, size = _stage_pyc(item, out, sources[source_py], fixed_time)
+        target = out if out is not None else item.source
+        target.chmod(mode)
+        _fix_times(target, fixed_time)
         counter.add(item.path, size, file_done=True)
     else:
-        digest, size = _copy_and_hash(item, out, counter)
+        digest, size = _copy_and_hash(item, out, counter, mode, fixed_time)
         counter.add(item.path, 0, file_done=True)
     if item.expected_sha256 is not None and digest != item.expected_sha256:
         raise BuildError(
             f"{item.declared_by} ({item.path}): sha256 mismatch: runtime.yaml says {item.expected_sha256}, "
             f"the file has {digest}"
         )
-    target = out if out is not None else item.source
-    target.chmod(0o755 if item.executable else 0o644)
     return Entry(item.path, "file", size=size, sha256=digest, executable=item.executable)
 
 
-def _copy_and_hash(item: Item, out: Path | None, counter: _Counter) -> tuple[str, int]:
-    """Copy ``item`` to ``out`` (in the kernel where possible), then hash what was written.
+def _copy_and_hash(
+    item: Item, out: Path | None, counter: _Counter, mode: int, fixed_time: int
+) -> tuple[str, int]:
+    """Copy ``item`` to ``out`` and hash the bytes written; then set its mode and times, all by descriptor.
 
-    Hashing the copy rather than the source makes the manifest describe exactly the bytes mkfs reads,
-    even if the source changes meanwhile; the copy is still in the page cache, so reading it back is cheap.
-    One descriptor does both: on a tree of 20,000 small files, opening files costs more than copying them.
+    The manifest describes exactly the bytes mkfs reads, even if the source changes meanwhile: a small file
+    is read once and the same buffer is hashed and written; a big one is copied in the kernel
+    (copy_file_range, which lets a filesystem share extents) and the copy, still in the page cache, is read
+    back and hashed. On a tree of 20,000 small files the syscalls per file are most of the cost (and, with
+    threads, each one is a GIL hand-over), so there are as few as possible: no path lookups after the opens.
     """
     assert item.source is not None
-    if out is None:
-        fd = os.open(item.source, os.O_RDONLY | os.O_CLOEXEC)
-    else:
-        fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd = os.open(item.source, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if out is not None:
-            copied = _copy_into(item.source, fd)
-            if copied != item.size:
-                raise BuildError(
-                    f"{item.path}: changed while the image was being built ({item.size} -> {copied} bytes)"
-                )
-            os.lseek(fd, 0, os.SEEK_SET)
-        digest = hashlib.sha256()
-        size = 0
-        buffer = bytearray(_CHUNK)
-        view = memoryview(buffer)
-        while n := os.readv(fd, [view]):
-            digest.update(view[:n])
-            size += n
-            counter.add(item.path, n)
+        if out is None:
+            digest, size = _hash_fd(fd, item.path, counter)
+        else:
+            out_fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                if item.size < _SMALL_FILE:
+                    data = os.read(fd, item.size + 1)
+                    _write_all(out_fd, memoryview(data))
+                    digest, size = hashlib.sha256(data).hexdigest(), len(data)
+                    counter.add(item.path, size)
+                else:
+                    copied = _copy_into(fd, out_fd)
+                    if copied != item.size:
+                        raise _changed(item, copied)
+                    os.lseek(out_fd, 0, os.SEEK_SET)
+                    digest, size = _hash_fd(out_fd, item.path, counter)
+                _settle(out_fd, mode, fixed_time)
+            finally:
+                os.close(out_fd)
+        if out is None:
+            _settle(fd, mode, fixed_time)
     finally:
         os.close(fd)
     if size != item.size:
-        raise BuildError(
-            f"{item.path}: changed while the image was being built ({item.size} -> {size} bytes)"
-        )
+        raise _changed(item, size)
+    return digest, size
+
+
+def _changed(item: Item, size: int) -> BuildError:
+    return BuildError(f"{item.path}: changed while the image was being built ({item.size} -> {size} bytes)")
+
+
+def _hash_fd(fd: int, path: str, counter: _Counter) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    while n := os.readv(fd, [view]):
+        digest.update(view[:n])
+        size += n
+        counter.add(path, n)
     return digest.hexdigest(), size
 
 
-def _copy_into(source: Path, fd: int) -> int:
-    """Copy a file's bytes into ``fd``; returns how many. copy_file_range keeps the data in the kernel (and
-    lets a filesystem share extents); the read/write loop is the fallback where it is refused.
+def _settle(fd: int, mode: int, fixed_time: int) -> None:
+    """Mode and times as mkfs.ext4 should copy them (see ``_fix_times``)."""
+    os.fchmod(fd, mode)
+    ns = fixed_time * 1_000_000_000
+    os.utime(fd, ns=(ns, ns))
+
+
+def _copy_into(source_fd: int, fd: int) -> int:
+    """Copy the rest of ``source_fd`` into ``fd``; returns how many bytes. copy_file_range keeps the data in
+    the kernel; the read/write loop is the fallback where it is refused.
     """
     copied = 0
-    with source.open("rb", buffering=0) as reader:
-        try:
-            while n := os.copy_file_range(reader.fileno(), fd, _CHUNK * 64):
-                copied += n
-            return copied
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP) or copied:
-                raise
-        buffer = bytearray(_CHUNK)
-        view = memoryview(buffer)
-        while n := reader.readinto(view):
-            _write_all(fd, view[:n])
+    try:
+        while n := os.copy_file_range(source_fd, fd, _CHUNK * 64):
             copied += n
+        return copied
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP) or copied:
+            raise
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    while n := os.readv(source_fd, [view]):
+        _write_all(fd, view[:n])
+        copied += n
     return copied
 
 

@@ -35,6 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     opts.write_burst = args.write_burst
     opts.sweep_seconds = args.sweep_seconds
     opts.metrics_address = args.metrics_address
+    opts.preprovision = args.preprovision
     kopf.run(
         clusterwide=True,
         # One replica by default; with more, kopf peering (KopfPeering objects) elects the active one.
@@ -108,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--write-burst", type=int, default=5, help="token-bucket burst above the write rate")
     run.add_argument("--sweep-seconds", type=float, default=300.0, help="orphaned-disk sweep period")
+    run.add_argument(
+        "--preprovision",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with Karpenter: create and attach runtime disks for NodeClaims, before nodes register",
+    )
     run.add_argument("--verbose", action="store_true")
     status = sub.add_parser(
         "status", help="SDWorkers and the per-node cold-start timeline of their RuntimeDisks"

@@ -21,16 +21,31 @@ from typing import Any
 
 from sdworker.api import constants as c
 from sdworker.api import naming
-from sdworker.api.parse import SpecError, parse_conditions, parse_runtimedisk, parse_sdworker
-from sdworker.api.types import Phase, ResolvedImage, RuntimeDisk, RuntimeStatus, SDWorker
+from sdworker.api.parse import (
+    SpecError,
+    parse_conditions,
+    parse_rollout_status,
+    parse_runtime_status,
+    parse_runtimedisk,
+    parse_sdworker,
+)
+from sdworker.api.types import (
+    Phase,
+    ResolvedImage,
+    RolloutStatus,
+    RuntimeDisk,
+    RuntimeStatus,
+    SDWorker,
+)
 from sdworker.cloud.errors import CloudError
 from sdworker.cloud.provider import CloudProvider
-from sdworker.domain import placement, render, teardown
+from sdworker.domain import placement, render, rollout, teardown
 from sdworker.domain import status as status_mod
 from sdworker.domain.pool import PoolKey, PoolTarget, pool_targets
 from sdworker.kube.client import Kube, KubeError
 from sdworker.maintenance import Maintenance
 from sdworker.metrics import Metrics
+from sdworker.preprovisioning import Preprovisioning
 from sdworker.provisioning import ImageResolver, Provisioner
 
 log = logging.getLogger("sdworker.controller")
@@ -44,6 +59,8 @@ _NODE = "node"
 _RUNTIMEDISK = "runtimedisk"
 _SWEEP = "sweep"
 _MAX_BACKOFF = 60.0
+# While a runtime waits on a node for its last pods to go, placement looks again this often (no Pod watch).
+_RETIRE_RECHECK_SECONDS = 3.0
 
 
 async def resolve_as_written(image: str) -> ResolvedImage:
@@ -59,6 +76,8 @@ class Indexes:
     nodes: Mapping[Any, Iterable[Json]]
     runtimedisks: Mapping[Any, Iterable[Json]]
     deployments: Mapping[Any, Iterable[Json]]
+    # Karpenter's NodeClaims (empty without Karpenter): disks before nodes, ``sdworker.preprovisioning``.
+    nodeclaims: Mapping[Any, Iterable[Json]] = dataclasses.field(default_factory=dict)
 
 
 def _one(index: Mapping[Any, Iterable[Json]], key: object) -> Json | None:
@@ -69,6 +88,10 @@ def _one(index: Mapping[Any, Iterable[Json]], key: object) -> Json | None:
 
 def _all(index: Mapping[Any, Iterable[Json]]) -> list[Json]:
     return [v for store in index.values() for v in store]
+
+
+def _pinned(obj: Mapping[str, Any]) -> bool:
+    return (obj.get("metadata", {}).get("annotations") or {}).get(c.ANNOTATION_PIN_RUNTIME) == "true"
 
 
 def _deleting(obj: Mapping[str, Any]) -> bool:
@@ -86,6 +109,16 @@ def error_reason(exc: BaseException) -> str:
     if isinstance(exc, KubeError):
         return f"Kube{exc.reason or exc.status}"
     return type(exc).__name__
+
+
+def _pod_runtime(pod: Mapping[str, Any]) -> str | None:
+    value = (pod.get("metadata", {}).get("annotations") or {}).get(c.ANNOTATION_RUNTIME_ID)
+    return str(value) if value is not None else None
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(x.get("type") == "Ready" and x.get("status") == "True" for x in conditions)
 
 
 def _node_info(node: Mapping[str, Any]) -> placement.NodeInfo:
@@ -108,8 +141,11 @@ class Controller:
         sweep_seconds: float = 300.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
+        preprovision: bool = True,
     ) -> None:
         self.kube = kube
+        # With a cloud, RuntimeDisks for launched NodeClaims are made before their nodes register.
+        self._preprovisioning = Preprovisioning(kube) if preprovision and cloud is not None else None
         self.metrics = metrics if metrics is not None else Metrics()
         self.cloud = cloud
         self.cluster = cluster
@@ -140,6 +176,7 @@ class Controller:
         self._wake = asyncio.Event()
         self._failures: dict[tuple[str, ...], int] = {}
         self._applied: dict[tuple[str, str, str], str] = {}
+        self._recheck: asyncio.TimerHandle | None = None  # a placement pass waiting for pods to go
 
     def _require_indexes(self) -> Indexes:
         assert self._indexes is not None, "indexes are bound before any reconcile"
@@ -280,7 +317,10 @@ class Controller:
         if body is None or _deleting(body):
             return  # children go with it: they carry its ownerReference
         meta = body["metadata"]
-        previous = parse_conditions((body.get("status") or {}).get("conditions"))
+        status_body = body.get("status") or {}
+        previous = parse_conditions(status_body.get("conditions"))
+        previous_rollout = parse_rollout_status(status_body.get("rollout"))
+        rollout_status: RolloutStatus | None = None
         spec_error: SpecError | None = None
         runtime_error: tuple[str, str] | None = None
         runtime: RuntimeStatus | None = None
@@ -296,11 +336,6 @@ class Controller:
             desired_replicas = worker.spec.replicas
             resolved = await self.resolver(worker.spec.runtime.image)
             runtime_error = self.images.error(worker.spec.runtime.image) if self.images else None
-            rid = naming.runtime_id(resolved.image if resolved else worker.spec.runtime.image)
-            if resolved is not None:
-                runtime = RuntimeStatus(image=resolved.image, digest=resolved.digest, runtime_id=rid)
-            await self._apply_children(worker, rid)
-            deployment = self._deployment_observation(namespace, naming.child_name(name))
             nodes = [
                 n
                 for n in map(_node_info, _all(idx.nodes))
@@ -308,9 +343,53 @@ class Controller:
             ]
             matching = len(nodes)
             names = {n.name for n in nodes}
-            disks = [
-                d for d in self._runtimedisks() if d.spec.runtime_id == rid and d.spec.node_name in names
-            ]
+            on_nodes = [d for d in self._runtimedisks() if d.spec.node_name in names]
+            # A failed lookup keeps the runtime recorded in status: the Deployment and the status change
+            # only when a new image is actually resolved, and a new one rolls in only as nodes have it
+            # (issue 14; domain.rollout).
+            annotations = meta.get("annotations") or {}
+            paused = annotations.get(c.ANNOTATION_ROLLOUT_PAUSED) == "true"
+            recorded = parse_runtime_status(status_body.get("runtime"))
+            target = rollout.target_runtime(
+                status_mod.served_runtime(resolved, None),
+                served=recorded,
+                recorded_target=previous_rollout.target if previous_rollout else None,
+                pinned=annotations.get(c.ANNOTATION_PIN_RUNTIME) == "true",
+            )
+            if target is not None:
+                child = naming.child_name(name)
+                target_disks = [d for d in on_nodes if d.spec.runtime_id == target.runtime_id]
+                ready_everywhere = matching > 0 and status_mod.count_nodes(target_disks).ready >= matching
+                observed = self._observed_template(namespace, child, desired_replicas)
+                others = 0
+                if recorded is not None and target.runtime_id != recorded.runtime_id and observed.complete:
+                    others = await self._pods_off_runtime(namespace, name, target.runtime_id)
+                decision = rollout.decide(
+                    served=recorded,
+                    target=target,
+                    observed=observed,
+                    target_ready_everywhere=ready_everywhere,
+                    other_runtime_pods=others,
+                    paused=paused,
+                )
+                runtime = decision.served
+                await self._apply_children(worker, decision.template_runtime, decision.replaces, paused)
+                deployment = self._deployment_observation(namespace, child)
+                if decision.rolling:
+                    served_disks = [d for d in on_nodes if d.spec.runtime_id == runtime.runtime_id]
+                    rollout_status = RolloutStatus(
+                        target=target,
+                        paused=paused,
+                        target_nodes=status_mod.count_nodes(target_disks),
+                        served_nodes=status_mod.count_nodes(served_disks),
+                        updated_replicas=await self._pods_on_runtime(namespace, name, target.runtime_id),
+                    )
+                if recorded is not None and runtime.runtime_id != recorded.runtime_id:
+                    self.mark_all_nodes()  # the old runtime is no longer wanted: placement retires it
+            else:
+                await self._apply_children(worker, None, (), paused)
+            rid = runtime.runtime_id if runtime is not None else None
+            disks = [d for d in on_nodes if rid is not None and d.spec.runtime_id == rid]
         new = status_mod.aggregate_status(
             name=name,
             generation=int(meta.get("generation") or 0),
@@ -323,6 +402,7 @@ class Controller:
             now=self.now(),
             spec_error=spec_error,
             runtime_error=runtime_error,
+            rollout=rollout_status,
         )
         new_status = new.to_dict()
         if new_status != body.get("status"):
@@ -336,14 +416,26 @@ class Controller:
             "namespace": namespace,
             "uid": meta.get("uid", ""),
         }
-        for event in status_mod.events_for_transition(previous, new.conditions):
+        events = status_mod.events_for_transition(previous, new.conditions)
+        if spec_error is None:
+            served_id = runtime.runtime_id if runtime is not None else None
+            events += status_mod.rollout_events(previous_rollout, rollout_status, served_id)
+        for event in events:
             await self.kube.post_event(
                 involved, type_=event.type, reason=event.reason, message=event.message, component=COMPONENT
             )
 
-    async def _apply_children(self, worker: SDWorker, runtime_id: str) -> None:
-        children = render.render_children(worker.namespace, worker.name, worker.uid, worker.spec, runtime_id)
-        for manifest in children:
+    async def _apply_children(
+        self, worker: SDWorker, runtime_id: str | None, replaces: tuple[str, ...], paused: bool
+    ) -> None:
+        """Apply the Service and PDB, and the Deployment once a runtime is known (``runtime_id``): a
+        Deployment for a runtime that exists on no node would only make pods that cannot start."""
+        ns, name, uid, spec = worker.namespace, worker.name, worker.uid, worker.spec
+        manifests = [render.render_service(ns, name, uid, spec), render.render_pdb(ns, name, uid)]
+        if runtime_id is not None:
+            deployment = render.render_deployment(ns, name, uid, spec, runtime_id, replaces, paused=paused)
+            manifests.insert(0, deployment)
+        for manifest in manifests:
             key = (manifest["kind"], worker.namespace, manifest["metadata"]["name"])
             digest = _hash(manifest)
             if self._applied.get(key) == digest:
@@ -364,6 +456,38 @@ class Controller:
             available_replicas=int(st.get("availableReplicas") or 0),
         )
 
+    def _observed_template(self, namespace: str, name: str, desired_replicas: int) -> rollout.Observed:
+        """The runtime the observed Deployment's template has, and whether its rollout is complete."""
+        assert self._indexes is not None
+        dep = _one(self._indexes.deployments, (namespace, name))
+        if dep is None:
+            return rollout.Observed()
+        template_meta = ((dep.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        annotations = template_meta.get("annotations") or {}
+        st = dep.get("status") or {}
+        counts = [int(st.get(k) or 0) for k in ("replicas", "updatedReplicas", "readyReplicas")]
+        seen = int(st.get("observedGeneration") or 0) >= int(dep["metadata"].get("generation") or 0)
+        replaces = str(annotations.get(c.ANNOTATION_REPLACES) or "")
+        runtime_id = annotations.get(c.ANNOTATION_RUNTIME_ID)
+        return rollout.Observed(
+            runtime_id=str(runtime_id) if runtime_id is not None else None,
+            replaces=tuple(r for r in replaces.split(",") if r),
+            complete=seen and all(n == desired_replicas for n in counts),
+        )
+
+    async def _sd_pods(self, namespace: str, name: str) -> list[Json]:
+        return await self.kube.list("Pod", namespace, label_selector=render.label_selector(name))
+
+    async def _pods_off_runtime(self, namespace: str, name: str, runtime_id: str) -> int:
+        """Pods of the SDWorker (terminating ones too) whose template was another runtime's."""
+        pods = await self._sd_pods(namespace, name)
+        return sum(_pod_runtime(p) != runtime_id for p in pods)
+
+    async def _pods_on_runtime(self, namespace: str, name: str, runtime_id: str) -> int:
+        """Ready pods of the SDWorker that run ``runtime_id``."""
+        pods = await self._sd_pods(namespace, name)
+        return sum(_pod_runtime(p) == runtime_id and _pod_ready(p) and not _deleting(p) for p in pods)
+
     def _runtimedisks(self) -> list[RuntimeDisk]:
         assert self._indexes is not None
         out = []
@@ -380,14 +504,25 @@ class Controller:
         idx = self._indexes
         assert idx is not None
         workers: list[SDWorker] = []
+        served: dict[tuple[str, str], ResolvedImage] = {}
+        pinned: dict[tuple[str, str], ResolvedImage] = {}
         invalid = 0
         for body in _all(idx.sdworkers):
             if _deleting(body):
                 continue
             try:
-                workers.append(parse_sdworker(body))
+                worker = parse_sdworker(body)
             except SpecError:
                 invalid += 1
+                continue
+            workers.append(worker)
+            recorded = parse_runtime_status((body.get("status") or {}).get("runtime"))
+            if recorded is not None:
+                served[worker.key] = ResolvedImage(image=recorded.image, digest=recorded.digest)
+            going = parse_rollout_status((body.get("status") or {}).get("rollout"))
+            kept = going.target if going is not None else recorded
+            if kept is not None and _pinned(body):
+                pinned[worker.key] = ResolvedImage(image=kept.image, digest=kept.digest)
         resolved: dict[str, ResolvedImage] = {}
         for image in sorted({w.spec.runtime.image for w in workers}):
             found = await self.resolver(image)
@@ -395,8 +530,18 @@ class Controller:
                 resolved[image] = found
         nodes = {n["metadata"]["name"]: n for n in _all(idx.nodes)}
         self._zones()  # remember every zone a node was seen in, for the sweeper
-        plan = placement.place(map(_node_info, nodes.values()), workers, resolved, cluster=self.cluster)
-        targets = pool_targets(plan.desired, workers, resolved)
+        futures = (
+            self._preprovisioning.future_nodes(_all(idx.nodeclaims), nodes) if self._preprovisioning else {}
+        )
+        plan = placement.place(
+            [*map(_node_info, nodes.values()), *(f.node for f in futures.values())],
+            workers,
+            resolved,
+            cluster=self.cluster,
+            served=served,
+            pinned=pinned,
+        )
+        targets = pool_targets(plan.desired, workers, resolved, pinned)
         for skipped in plan.skipped:
             log.info("node %s gets no runtime: %s (%s)", skipped.node, skipped.reason, skipped.message)
         existing = {d["metadata"]["name"]: d for d in _all(idx.runtimedisks)}
@@ -404,14 +549,20 @@ class Controller:
         for rd_name in to_create:
             spec = plan.desired[rd_name]
             node = nodes.get(spec.node_name)
-            if node is None or _deleting(node):
+            future = futures.get(spec.node_name)
+            if (node is None and future is None) or (node is not None and _deleting(node)):
                 continue
             pool = targets.get(PoolKey(spec.project, spec.zone, spec.runtime_id))
             if self.maintenance is not None and pool is not None:
                 claimed = await self.maintenance.claim(spec)
                 if claimed is not None:
                     spec = dataclasses.replace(spec, disk_name=claimed)
-            await self._create_runtimedisk(rd_name, node, spec.to_dict())
+            if node is None and future is not None and self._preprovisioning is not None:
+                await self._preprovisioning.create(rd_name, future, spec.to_dict())
+            elif node is not None:
+                await self._create_runtimedisk(rd_name, node, spec.to_dict())
+        if self._preprovisioning is not None:
+            await self._preprovisioning.adopt(_all(idx.runtimedisks), nodes)
         if self.maintenance is not None and (self._refill is None or self._refill.done()):
             # Refill in the background: a new node must not wait for the pool's next disk.
             self._refill = asyncio.create_task(self._guard((_SWEEP, "pool"), self._refill_pool(targets)))
@@ -419,36 +570,33 @@ class Controller:
         # neither may an image that could not be resolved this time.
         if invalid or plan.unresolved:
             return
+        pods = await self.kube.list("Pod") if to_delete else []
+        waiting = False
         for rd_name in to_delete:
-            if not _deleting(existing[rd_name]):
-                log.info("deleting RuntimeDisk %s: no SDWorker needs it on its node", rd_name)
-                await self.kube.delete(c.RUNTIMEDISK_KIND, rd_name)
+            if _deleting(existing[rd_name]):
+                continue
+            rd_spec = existing[rd_name].get("spec") or {}
+            # Retire last: never while a pod bound to the node uses the runtime (issue 14).
+            users = teardown.pods_using(pods, str(rd_spec.get("nodeName")), str(rd_spec.get("mountPath")))
+            if users:
+                log.info("RuntimeDisk %s is no longer needed; waiting for pods %s", rd_name, ", ".join(users))
+                waiting = True
+                continue
+            log.info("deleting RuntimeDisk %s: no SDWorker needs it on its node", rd_name)
+            await self.kube.delete(c.RUNTIMEDISK_KIND, rd_name)
+        if waiting and (self._recheck is None or self._recheck.cancelled()):
+            self._recheck = asyncio.get_running_loop().call_later(
+                _RETIRE_RECHECK_SECONDS, self._recheck_nodes
+            )
+
+    def _recheck_nodes(self) -> None:
+        self._recheck = None
+        self.mark_all_nodes()
 
     async def _create_runtimedisk(self, name: str, node: Mapping[str, Any], spec: Json) -> None:
-        manifest = {
-            "apiVersion": c.API_VERSION,
-            "kind": c.RUNTIMEDISK_KIND,
-            "metadata": {
-                "name": name,
-                "labels": {
-                    c.LABEL_APP_MANAGED_BY: c.MANAGED_BY,
-                    c.LABEL_NODE: spec["nodeName"],
-                    c.LABEL_RUNTIME_ID: spec["runtimeId"],
-                },
-                # The Node owns its disks: when the autoscaler removes the node, the garbage
-                # collector deletes the RuntimeDisk and our finalizers run the teardown.
-                "ownerReferences": [
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Node",
-                        "name": node["metadata"]["name"],
-                        "uid": node["metadata"]["uid"],
-                    }
-                ],
-                "finalizers": [c.FINALIZER_CLOUD_DISK, c.FINALIZER_UNMOUNT],
-            },
-            "spec": spec,
-        }
+        manifest = placement.runtimedisk_manifest(
+            name, node["metadata"]["name"], node["metadata"]["uid"], spec
+        )
         created = await self.kube.create(manifest)
         if created is not None:
             log.info("created RuntimeDisk %s for node %s", name, spec["nodeName"])

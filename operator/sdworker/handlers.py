@@ -1,10 +1,10 @@
 """The kopf registrations: watch what the operator cares about and hand it to the controller.
 
-Handlers are deliberately thin. Indexes keep an in-memory view of SDWorkers, Nodes, RuntimeDisks and
-the Deployments we own; kopf runs no other handler until every index has been fully listed, so the
-controller never decides from a half-filled cache (which could delete a RuntimeDisk that is still
-needed). Event handlers only mark keys dirty; ``sdworker.controller`` does the level-triggered
-reconciling in one place.
+Handlers are deliberately thin. Indexes keep an in-memory view of SDWorkers, Nodes, RuntimeDisks,
+the Deployments we own and, when Karpenter is installed, its NodeClaims (disks before nodes); kopf
+runs no other handler until every index has been fully listed, so the controller never decides from a
+half-filled cache (which could delete a RuntimeDisk that is still needed). Event handlers only mark
+keys dirty; ``sdworker.controller`` does the level-triggered reconciling in one place.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import kopf
 
 from sdworker.api import constants as c
 from sdworker.controller import Controller, Indexes
+from sdworker.domain import preprovision
 from sdworker.kube.client import Kube
 from sdworker.metrics import Metrics
 
@@ -35,6 +36,7 @@ class Options:
     write_burst: int = 5
     sweep_seconds: float = 300.0
     metrics_address: str = "0.0.0.0:9090"
+    preprovision: bool = True
 
 
 OPTIONS = Options()
@@ -80,6 +82,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         resync_seconds=OPTIONS.resync_seconds,
         sweep_seconds=OPTIONS.sweep_seconds,
         metrics=metrics,
+        preprovision=OPTIONS.preprovision,
     )
     _tasks.append(asyncio.create_task(_controller.run(), name="sdworker-controller"))
 
@@ -118,6 +121,15 @@ def deployments_idx(
     return {(namespace or "", name): _snapshot(body)}
 
 
+# Karpenter's NodeClaims, when Karpenter is installed (disks before nodes: domain/preprovision.py).
+# The resource is optional: with scanning off, kopf looks the resources up once at start-up and does
+# not watch one that is not served, so without Karpenter this index stays empty (install Karpenter
+# before the operator, or restart the operator after installing it).
+@kopf.index(preprovision.NODECLAIM_GROUP, preprovision.NODECLAIM_VERSION, preprovision.NODECLAIM_PLURAL)
+def nodeclaims_idx(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {name: _snapshot(body)}
+
+
 def _bind(kwargs: dict[str, Any]) -> Controller:
     assert _controller is not None, "startup handler did not run"
     _controller.bind(
@@ -126,6 +138,7 @@ def _bind(kwargs: dict[str, Any]) -> Controller:
             nodes=kwargs["nodes_idx"],
             runtimedisks=kwargs["runtimedisks_idx"],
             deployments=kwargs["deployments_idx"],
+            nodeclaims=kwargs.get("nodeclaims_idx", {}),
         )
     )
     return _controller
@@ -154,6 +167,12 @@ def runtimedisk_event(name: str, **kwargs: Any) -> None:
     controller = _bind(kwargs)
     controller.mark_runtimedisk(name)
     controller.mark_all_sdworkers()
+
+
+@kopf.on.event(preprovision.NODECLAIM_GROUP, preprovision.NODECLAIM_VERSION, preprovision.NODECLAIM_PLURAL)
+def nodeclaim_event(**kwargs: Any) -> None:
+    # A launched claim may need its node's disks now; a deleted one may leave some to clean up.
+    _bind(kwargs).mark_all_nodes()
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={c.LABEL_APP_MANAGED_BY: c.MANAGED_BY})

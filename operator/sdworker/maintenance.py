@@ -134,16 +134,22 @@ class Maintenance:
     # --- orphans -------------------------------------------------------------------------------
 
     async def sweep(self, claimed: Iterable[str], zones: Iterable[tuple[str, str]]) -> list[str]:
-        """Delete our unattached, non-pool disks that no RuntimeDisk names."""
+        """Delete our unattached, non-pool disks that no RuntimeDisk names.
+
+        Every zone of each project in ``zones`` is searched (one aggregated list per project), not only
+        the zones given: a disk leaked in a zone whose nodes all left before this operator started is
+        one no node or RuntimeDisk will ever point at again.
+        """
         keep = set(claimed)
         deleted = []
-        for project, zone in sorted(set(zones)):
-            for disk in await self.cloud.list_disks(project, zone, self._ours()):
+        for project in sorted({project for project, _ in zones}):
+            found = await self.cloud.list_disks_everywhere(project, self._ours())
+            for disk in sorted(found, key=lambda d: (d.zone, d.name)):
                 if disk.name in keep or disk.labels.get(LABEL_POOL) or disk.users:
                     continue
-                log.info("deleting orphaned disk %s in %s", disk.name, zone)
+                log.info("deleting orphaned disk %s in %s", disk.name, disk.zone)
                 await self.cloud.ensure_deleted(
-                    project, zone, disk.name, idempotency_key=f"orphan/{disk.name}"
+                    project, disk.zone, disk.name, idempotency_key=f"orphan/{disk.name}"
                 )
                 deleted.append(disk.name)
         self.orphans_deleted += len(deleted)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 from sdworker.api import constants as c
 from sdworker.api import naming
 from sdworker.api.parse import parse_runtimedisk
-from sdworker.api.types import Phase, ResolvedImage, RuntimeDisk, RuntimeMode, format_time
+from sdworker.api.types import Phase, ResolvedImage, RuntimeDisk, RuntimeMode, format_micro_time
 from sdworker.cloud.errors import CloudError
 from sdworker.cloud.provider import (
     LABEL_CLUSTER,
@@ -39,6 +40,18 @@ Json = dict[str, Any]
 COMPONENT = "sdworker-operator"
 _MAX_BACKOFF = 30.0
 _RESTING = frozenset({Phase.ATTACHED, Phase.MOUNTING, Phase.READY, Phase.FAILED})
+_JITTER = random.Random()
+
+
+def backoff(attempt: int, rng: random.Random = _JITTER) -> float:
+    """Seconds before retry ``attempt`` (1, 2, ...): doubling up to ``_MAX_BACKOFF``, half of it random.
+
+    The jitter matters: RuntimeDisks refused together (a burst over the cloud's write quota) would otherwise
+    retry together, forever in step, and against a quota of one write per second only one of them would get
+    through per round (found by tests/chaos, the 403 rate-limit window).
+    """
+    cap = min(_MAX_BACKOFF, 0.5 * 2.0 ** min(attempt, 8))
+    return cap / 2 + rng.uniform(0, cap / 2)
 
 
 def gce_label(value: str) -> str:
@@ -153,7 +166,7 @@ class Provisioner:
                 if not err.retryable:
                     await self._fail(name, err)
                     return
-                delay = min(_MAX_BACKOFF, 0.5 * 2 ** min(attempt, 8))
+                delay = backoff(attempt)
                 await self._note(name, err, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -161,7 +174,7 @@ class Provisioner:
                 attempt += 1
                 self.metrics.reconcile_error(type(exc).__name__)
                 log.exception("RuntimeDisk %s: unexpected error; retrying", name)
-                await asyncio.sleep(min(_MAX_BACKOFF, 0.5 * 2 ** min(attempt, 8)))
+                await asyncio.sleep(backoff(attempt))
                 continue
             if name not in self._again:
                 return
@@ -221,6 +234,7 @@ class Provisioner:
                 disk_type=str(spec.disk_type),
                 size_gb=spec.disk_size_gb,
                 labels=disk_labels(self.cluster, rd),
+                read_only_many=shared,
             ),
             # Shared disks are one per zone: their create must dedupe across RuntimeDisks.
             idempotency_key=f"{self.cluster}/{spec.zone}/{spec.disk_name}" if shared else key,
@@ -231,7 +245,7 @@ class Provisioner:
         if not from_pool:
             self.metrics.phase_done("create", created - started)
         timings = dict((body.get("status") or {}).get("timings") or {})
-        timings.setdefault("diskCreated", format_time(self.now()))
+        timings.setdefault("diskCreated", format_micro_time(self.now()))
         await self._status(
             name,
             {
@@ -252,7 +266,7 @@ class Provisioner:
             auto_delete=not shared,
             idempotency_key=key,
         )
-        timings.setdefault("attached", format_time(self.now()))
+        timings.setdefault("attached", format_micro_time(self.now()))
         self.metrics.phase_done("attach", time.monotonic() - created)
         durations = dict(timings.get("durationsSeconds") or {})
         durations.setdefault("createDisk", round(created - started, 3))

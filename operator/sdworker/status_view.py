@@ -4,8 +4,10 @@ Pure formatting over the objects as the API returns them (dicts): ``summarize`` 
 RuntimeDisks into one JSON-ready model, ``render`` turns that model into text. The per-node part is the
 cold-start timeline: when each step finished (nodeCreated -> diskCreated -> attached -> mounted ->
 verified -> prefetched) as an offset from the node's creation, with the measured durations of the steps
-(the operator's create/attach, the agent's fsck/mount/verify/prefetch). Timestamps in the API have
-second precision; the durations are the precise figures.
+(the operator's create/attach, the agent's fsck/mount/verify/prefetch). The operator and the agent write
+their timestamps with microseconds (``format_micro_time``); ``nodeCreated`` is the Node's
+``creationTimestamp``, which Kubernetes keeps in whole seconds, so offsets from it carry up to 1 s of that
+rounding while the steps' own offsets and durations are precise.
 """
 
 from __future__ import annotations
@@ -154,8 +156,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _secs(value: float | None, *, plus: bool = False) -> str:
     if value is None:
         return "-"
-    text = f"{value:.1f}s" if value < 100 else f"{value:.0f}s"
-    return f"+{text}" if plus else text
+    text = f"{value:.1f}s" if abs(value) < 100 else f"{value:.0f}s"
+    # Before the node registered (disks made for a NodeClaim) is negative: "-13.1s", never "+-13.1s".
+    return f"+{text}" if plus and value >= 0 else text
 
 
 def _conds(conditions: Sequence[Mapping[str, Any]]) -> str:
@@ -319,10 +322,10 @@ def chart_layout(model: Mapping[str, Any]) -> Chart:
             if start is None or end is None:
                 continue
             w = max((end - start) * scale, 2.0)
-            boxes.append(Box(left + start * scale, y, w, bar_h, colour, f"{label}: +{end:g}s"))
+            boxes.append(Box(left + start * scale, y, w, bar_h, colour, f"{label}: +{end:.2f}s"))
         if t["readySeconds"] is not None:
             labels.append(
-                Label(left + t["readySeconds"] * scale + 4, y + bar_h - 4, f"{t['readySeconds']:g}s")
+                Label(left + t["readySeconds"] * scale + 4, y + bar_h - 4, f"{t['readySeconds']:.2f}s")
             )
     legend_y = height - 25
     for i, (_, _, label, colour) in enumerate(_SEGMENTS):

@@ -75,12 +75,14 @@ class RuntimeImage:
         return naming.runtime_id(self.image)
 
 
-def build_runtime_image(workdir: Path, name: str, *, model_bytes: int = 8 * 1024 * 1024) -> RuntimeImage:
+def build_runtime_image(
+    workdir: Path, name: str, *, model_bytes: int = 8 * 1024 * 1024, pack: bool = False
+) -> RuntimeImage:
     """A miniature runtime (venv, webui, a model) made into a disk image by the real image builder.
 
     ``python -m sdworker_images build --from-dir`` writes the manifest with ``sdworker.manifest`` and makes
     the ext4 image with ``mkfs.ext4 -d`` exactly as for production, so the agent is tested against the
-    artifact it will really mount.
+    artifact it will really mount. ``pack`` also writes ``image.tar.gz``, for ``sdworker image publish``.
     """
     tree = workdir / f"{name}.tree"
     files = {
@@ -104,7 +106,7 @@ def build_runtime_image(workdir: Path, name: str, *, model_bytes: int = 8 * 1024
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "images"), *filter(None, [env.get("PYTHONPATH")])])
     argv = [sys.executable, "-m", "sdworker_images", "build", "--from-dir", str(tree), "--out", str(out)]
-    procs.run([*argv, "--no-pack", "--quiet"], env=env, timeout=300)
+    procs.run([*argv, *([] if pack else ["--no-pack"]), "--quiet"], env=env, timeout=300)
     digest = manifest.Manifest.from_json((out / manifest.MANIFEST_NAME).read_bytes()).digest
     return RuntimeImage(name=name, path=out / "disk.raw", digest=digest, model_bytes=model_bytes)
 

@@ -7,7 +7,6 @@ classified errors) is checked against the simulator's operation log, through the
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,24 +15,25 @@ import pytest
 from sdworker.cloud.errors import CloudError, Retry
 from sdworker.cloud.gce import GceCloud
 from sdworker.cloud.provider import DiskRequest
+from sdworker_images import build
 from sdworker_tools.computesim import ComputeSim, FaultRule, SimConfig
-from sdworker_tools.computesim.testing import make_ext4_image
+from sdworker_tools.computesim.testing import make_ext4_image, publish_build
+from tests.integration.image_support import build_example
 
 P, Z = "contract-proj", "us-central1-a"
-DIGEST = "sha256:" + hashlib.sha256(b"contract").hexdigest()
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComputeSim]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> build.BuildResult:
+    return build_example(tmp_path_factory.mktemp("contract-build") / "out")
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory, built: build.BuildResult) -> Iterator[ComputeSim]:
     tmp = tmp_path_factory.mktemp("contract")
     with ComputeSim(SimConfig(latency="fast", seed=3)) as s:
-        s.register_image(
-            "rt-v1",
-            make_ext4_image(tmp / "v1.ext4", {"a": "1"}),
-            project=P,
-            family="rt",
-            description=f"sdworker-digest={DIGEST}",
-        )
+        publish_build(s, built.out, project=P, family="rt", name="rt-v1")
+        # Not published by sdworker: an image without its metadata (any other image in the project).
         s.register_image("rt-other", make_ext4_image(tmp / "o.ext4", {"b": "2"}), project=P)
         s.create_instance("vm-1", zone=Z, project=P)
         s.create_instance("vm-2", zone=Z, project=P)
@@ -50,14 +50,18 @@ def ops(sim: ComputeSim, since: int, kind: str, target: str) -> list[object]:
     ]
 
 
-def test_resolve_family_to_image_and_digest(sim: ComputeSim) -> None:
+def test_resolve_family_to_image_and_digest(sim: ComputeSim, built: build.BuildResult) -> None:
     async def main() -> None:
         cloud = GceCloud(api_endpoint=sim.endpoint, anonymous=True)
         resolved = await cloud.resolve_image(f"projects/{P}/global/images/family/rt")
-        assert (resolved.image, resolved.digest) == (f"projects/{P}/global/images/rt-v1", DIGEST)
+        assert (resolved.image, resolved.digest) == (f"projects/{P}/global/images/rt-v1", built.digest)
         with pytest.raises(CloudError) as missing:
             await cloud.resolve_image(f"projects/{P}/global/images/nope")
         assert (missing.value.reason, missing.value.retry) == ("ImageNotFound", Retry.NEVER)
+        with pytest.raises(CloudError) as foreign:
+            await cloud.resolve_image(f"projects/{P}/global/images/rt-other")
+        assert (foreign.value.reason, foreign.value.retry) == ("ImageMetadataInvalid", Retry.NEVER)
+        assert f"image projects/{P}/global/images/rt-other: description is empty" in foreign.value.message
         await cloud.close()
 
     run(main())

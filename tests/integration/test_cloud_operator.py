@@ -7,7 +7,6 @@ removes a node deletes the instance too, as the cluster-autoscaler does on scale
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,37 +18,32 @@ from google.cloud import compute_v1
 from kubernetes import client
 
 from sdworker.api import naming
+from sdworker_images import build
 from sdworker_tools.cluster import LocalCluster
 from sdworker_tools.computesim import ComputeSim, FaultRule, SimConfig, client_kwargs
-from sdworker_tools.computesim.testing import make_ext4_image, wait_operation
+from sdworker_tools.computesim.testing import make_ext4_image, publish_build, wait_operation
 from sdworker_tools.wait import wait_for
 from tests.integration.conftest import OperatorProcess
+from tests.integration.image_support import build_example
 from tests.unit.invalid_specs import valid_sdworker
 
 GROUP, VERSION = "sdworker.dev", "v1alpha1"
 PROJECT = "sdworker-test"
 ZONE = "us-central1-a"
-DIGEST = "sha256:" + hashlib.sha256(b"runtime-v1").hexdigest()
 IMAGE = f"projects/{PROJECT}/global/images/family/sd-runtime"
 WRITE_QUOTA = 5.0
 WRITE_BURST = 2
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComputeSim]:
-    tmp = tmp_path_factory.mktemp("sim")
-    image = make_ext4_image(
-        tmp / "runtime.ext4", {".sdworker/manifest.json": '{"digest": "x"}', "hello": "hi"}
-    )
+def built(tmp_path_factory: pytest.TempPathFactory) -> build.BuildResult:
+    return build_example(tmp_path_factory.mktemp("runtime-build") / "out")
+
+
+@pytest.fixture(scope="module")
+def sim(built: build.BuildResult) -> Iterator[ComputeSim]:
     with ComputeSim(SimConfig(latency="fast", write_quota_per_s=WRITE_QUOTA, seed=7)) as s:
-        s.register_image(
-            "sd-runtime-v1",
-            image,
-            project=PROJECT,
-            family="sd-runtime",
-            description=f"sdworker-digest={DIGEST}",
-            disk_size_gb=10,
-        )
+        publish_build(s, built.out, project=PROJECT, family="sd-runtime", name="sd-runtime-v1")
         yield s
 
 
@@ -158,6 +152,7 @@ pytestmark = pytest.mark.usefixtures("cloud_operator")
 def test_ten_nodes_get_disks_attached_and_five_leave(
     cluster: LocalCluster,
     sim: ComputeSim,
+    built: build.BuildResult,
     api: client.ApiClient,
     core: client.CoreV1Api,
     namespace: str,
@@ -177,7 +172,7 @@ def test_ten_nodes_get_disks_attached_and_five_leave(
     disks = runtimedisks(api, prefix)
     for rd in disks.values():
         spec, status = rd["spec"], rd["status"]
-        assert spec["imageDigest"] == DIGEST
+        assert spec["imageDigest"] == built.digest
         assert spec["image"] == f"projects/{PROJECT}/global/images/sd-runtime-v1"
         device = by_id(sim, spec["nodeName"], spec["deviceName"])
         assert device.is_symlink()
@@ -336,6 +331,16 @@ def test_warm_pool_claim_skips_disk_creation_and_refills(
     custom(api).delete_namespaced_custom_object(GROUP, VERSION, namespace, "sdworkers", "pooled")
 
 
+@pytest.mark.parametrize(
+    ("disk_type", "access_mode"),
+    [
+        # Persistent Disk is shared read-only as it is: it has no access mode.
+        ("pd-balanced", None),
+        # Hyperdisk ML only once created READ_ONLY_MANY: the simulator refuses a READ_WRITE_SINGLE
+        # one's second attach as GCE does, so this passes only because the operator sets the mode.
+        ("hyperdisk-ml", "READ_ONLY_MANY"),
+    ],
+)
 def test_shared_read_only_one_disk_per_zone(
     cluster: LocalCluster,
     sim: ComputeSim,
@@ -343,11 +348,13 @@ def test_shared_read_only_one_disk_per_zone(
     core: client.CoreV1Api,
     namespace: str,
     unique: str,
+    disk_type: str,
+    access_mode: str | None,
 ) -> None:
     prefix = f"sh-{unique}"[:30]
     selector = {"test-pool": unique}
     zone = "us-central1-c"
-    sdworker(api, namespace, "shared", selector, mode="SharedReadOnly", diskType="hyperdisk-ml")
+    sdworker(api, namespace, "shared", selector, mode="SharedReadOnly", diskType=disk_type)
     for i in range(5):
         add_node(cluster, sim, f"{prefix}-{i}", selector, zone=zone)
     wait_for(
@@ -360,6 +367,8 @@ def test_shared_read_only_one_disk_per_zone(
     assert len(names) == 1
     (disk,) = [d for d in sim.inventory()["disks"] if d["name"] in names]
     assert len(disk["users"]) == 5
+    assert disk["type"].endswith(f"/diskTypes/{disk_type}")
+    assert disk.get("accessMode") == access_mode
     inventory = sim.inventory()
     modes = [
         a["mode"]
@@ -445,3 +454,119 @@ def test_fatal_errors_fail_clearly_without_a_retry_storm(
     inserts = [o for o in ops if o["operationType"] == "insert" and o["targetLink"].endswith(taken)]
     assert inserts == []
     scale_in(api, core, sim, [f"{prefix}-0", node])
+
+
+def test_hyperdisk_without_read_only_many_fails_the_second_attach_visibly(
+    cluster: LocalCluster,
+    sim: ComputeSim,
+    api: client.ApiClient,
+    core: client.CoreV1Api,
+    namespace: str,
+    unique: str,
+) -> None:
+    """What GCE does to a shared Hyperdisk ML created without its access mode (as the operator used to):
+    the first node attaches, the second is refused, and the cloud's reason shows on its RuntimeDisk."""
+    prefix = f"hm-{unique}"[:30]
+    selector = {"test-pool": unique}
+    zone = "us-east1-b"
+    rid = naming.runtime_id(f"projects/{PROJECT}/global/images/sd-runtime-v1")
+    name = naming.shared_disk_name(zone, rid, cluster="it")
+    disks = compute_v1.DisksClient(**client_kwargs(sim.endpoint))
+    ops = compute_v1.ZoneOperationsClient(**client_kwargs(sim.endpoint))
+    # The shared disk, already there without accessMode (and without our labels, so no sweep takes it).
+    op = disks.insert_unary(
+        project=PROJECT,
+        zone=zone,
+        disk_resource=compute_v1.Disk(
+            name=name,
+            source_image=f"projects/{PROJECT}/global/images/sd-runtime-v1",
+            type_=f"zones/{zone}/diskTypes/hyperdisk-ml",
+        ),
+    )
+    wait_operation(ops, op, project=PROJECT, zone=zone)
+    sdworker(api, namespace, "unshared", selector, mode="SharedReadOnly", diskType="hyperdisk-ml")
+    nodes = [f"{prefix}-{i}" for i in range(2)]
+    for node in nodes:
+        add_node(cluster, sim, node, selector, zone=zone)
+
+    def one_attached_one_refused() -> dict[str, dict[str, Any]] | None:
+        by_reason = {
+            str((rd.get("status") or {}).get("reason")): rd for rd in runtimedisks(api, prefix).values()
+        }
+        return by_reason if {"Attached", "ResourceInUse"} <= set(by_reason) else None
+
+    found = wait_for(
+        one_attached_one_refused,
+        timeout=60,
+        what="one node Attached and the other refused with ResourceInUse",
+        describe=lambda: {n: rd.get("status") for n, rd in runtimedisks(api, prefix).items()},
+    )
+    refused = found["ResourceInUse"]
+    assert refused["status"]["phase"] == "Attaching"
+    assert "is already being used by" in refused["status"]["message"]
+    events = core.list_namespaced_event("default", field_selector="involvedObject.kind=RuntimeDisk").items
+    assert "ResourceInUse" in {
+        e.reason for e in events if e.involved_object.name == refused["metadata"]["name"]
+    }
+    (disk,) = [d for d in sim.inventory()["disks"] if d["name"] == name]
+    assert disk["accessMode"] == "READ_WRITE_SINGLE"
+    assert len(disk["users"]) == 1
+    scale_in(api, core, sim, nodes, zone=zone)
+    custom(api).delete_namespaced_custom_object(GROUP, VERSION, namespace, "sdworkers", "unshared")
+
+    def deleted() -> bool:
+        try:
+            wait_operation(
+                ops, disks.delete_unary(project=PROJECT, zone=zone, disk=name), project=PROJECT, zone=zone
+            )
+        except gexc.NotFound:
+            return True
+        except (gexc.Forbidden, gexc.BadRequest):  # write quota; still detaching
+            return False
+        return True
+
+    wait_for(deleted, timeout=60, what=f"deleting {name}", interval=0.5)
+
+
+def test_sweeper_finds_a_leak_in_a_zone_never_seen_since_start(
+    cluster: LocalCluster,
+    sim: ComputeSim,
+    api: client.ApiClient,
+    core: client.CoreV1Api,
+    unique: str,
+    cloud_operator: OperatorProcess,
+) -> None:
+    """Regression: the sweeper only listed zones seen since start-up, so a disk leaked in a zone whose
+    nodes had all gone before a restart stayed forever."""
+    zone = "europe-west4-b"
+    disks = compute_v1.DisksClient(**client_kwargs(sim.endpoint))
+    ops = compute_v1.ZoneOperationsClient(**client_kwargs(sim.endpoint))
+    leaked, foreign = f"sdw-leak-{unique}"[:63], f"sdw-foreign-{unique}"[:63]
+    for name, cluster_label in ((leaked, "it"), (foreign, "another-cluster")):
+        op = disks.insert_unary(
+            project=PROJECT,
+            zone=zone,
+            disk_resource=compute_v1.Disk(
+                name=name,
+                source_image=f"projects/{PROJECT}/global/images/sd-runtime-v1",
+                labels={"sdworker-managed": "true", "sdworker-cluster": cluster_label},
+            ),
+        )
+        wait_operation(ops, op, project=PROJECT, zone=zone)
+    # A fresh operator, whose only node is in another zone: it has never seen europe-west4-b.
+    cloud_operator.kill()
+    cloud_operator.start()
+    node = f"sw-{unique}"[:30]
+    add_node(cluster, sim, node, {"test-pool": f"{unique}-none"})
+
+    def names() -> set[str]:
+        return {d["name"] for d in sim.inventory()["disks"]}
+
+    wait_for(
+        lambda: leaked not in names(), timeout=60, what=f"the sweep of {leaked} in {zone}", describe=names
+    )
+    assert foreign in names(), "a disk of another cluster was swept"
+    wait_operation(
+        ops, disks.delete_unary(project=PROJECT, zone=zone, disk=foreign), project=PROJECT, zone=zone
+    )
+    remove_node(core, sim, node)

@@ -172,7 +172,7 @@ def test_image_family_disk_attach_mount_detach_delete(
             image_resource=compute_v1.Image(
                 name=name,
                 family="sd-runtime",
-                labels={"sdworker-digest": "feed"},
+                labels={"purpose": "computesim-test"},
                 raw_disk=compute_v1.RawDisk(source=f"file://{runtime_image}"),
             ),
         )

@@ -18,12 +18,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sdworker import manifest
-from sdworker_images import build, ext4, proc
+from sdworker import runtime_layout as layout
+from sdworker_images import build, ext4, proc, spec
 from sdworker_images.__main__ import main
 from sdworker_images.errors import BuildError
 from sdworker_images.progress import Progress
+from sdworker_images.webui_extension import extension_dir
 
 REPO = Path(__file__).resolve().parents[2]
 TREE = REPO / "examples" / "runtime-tree"
@@ -186,6 +189,13 @@ def _spec(directory: Path, models: str, python: str = "{version: '3.10', path: /
     return path
 
 
+def _example_model_spec(directory: Path) -> Path:
+    """A spec declaring the example's real model (by its real sha256), which the example tree only fakes."""
+    (model,) = spec.load(REPO / "examples" / "runtime.yaml").models
+    entry = {"path": model.path, "url": model.url, "sha256": model.sha256}
+    return _spec(directory, "\n" + yaml.safe_dump([entry]))
+
+
 def _fake_model(directory: Path) -> Path:
     model = directory / "extra.safetensors"
     model.write_bytes(b"not the weights the spec promises")
@@ -207,9 +217,27 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path] | None, Callable[[Path], obje
         "models[0] (models/extra.safetensors): sha256 mismatch: runtime.yaml says 0000",
     ),
     "wrong-sha256-in-the-tree": (
-        lambda d: REPO / "examples" / "runtime.yaml",
+        _example_model_spec,
         None,
         f"models[0] ({MODEL_PATH}): sha256 mismatch: runtime.yaml says 6ce0161689b3853acaa03779ec93eafe75",
+    ),
+    "hugging-face-file-missing-offline": (
+        lambda d: _spec(
+            d,
+            "[]\nhuggingface:\n- {repo: openai/clip-vit-large-patch14, revision: '"
+            + "a" * 40
+            + "', files: [{path: config.json, sha256: '"
+            + "1" * 64
+            + "'}]}\n",
+        ),
+        None,
+        f"huggingface[0].files[0]: huggingface/hub/models--openai--clip-vit-large-patch14/blobs/{'1' * 64} "
+        "is not in the tree and --offline forbids downloading https://huggingface.co/openai/",
+    ),
+    "tree-file-where-the-contract-needs-a-folder": (
+        None,
+        lambda t: (t / "stable-diffusion-webui" / "config_states").write_text("not a folder"),
+        "stable-diffusion-webui/config_states: the pod contract needs a directory here, the tree has a file",
     ),
     "path-escaping-the-root": (
         lambda d: _spec(d, f"\n- {{path: ../escape.bin, source: {_fake_model(d)}, sha256: '{'0' * 64}'}}\n"),
@@ -286,7 +314,7 @@ def test_the_cli_prints_the_digest_or_one_error_line(
         [
             "build",
             "--spec",
-            str(REPO / "examples" / "runtime.yaml"),
+            str(_example_model_spec(tmp_path)),
             "--from-dir",
             str(TREE),
             "--out",
@@ -304,3 +332,77 @@ def test_the_cli_prints_the_digest_or_one_error_line(
     argv = ["build", "--from-dir", str(TREE), "--out", str(tmp_path / "py"), "--quiet", *wrong_python]
     assert main(argv) == 1
     assert "has version = 3.10.12, but --python-version is 3.11" in capsys.readouterr().err
+
+
+# --- the pod contract's parts are on every image (issue 12: items 2, 5, 6, 7) ---
+
+
+def _files_under(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def test_every_image_carries_the_pod_contracts_folders_and_the_built_in_extension(
+    twice: tuple[build.BuildResult, build.BuildResult],
+) -> None:
+    entries = {e.path: e for e in twice[0].manifest.entries}
+    for folder in (
+        "stable-diffusion-webui/config_states",
+        "stable-diffusion-webui/extensions-builtin",
+        "models/Stable-diffusion",
+        "models/Lora",
+        "models/VAE",
+        "models/embeddings",
+        "models/hypernetworks",
+        "huggingface/hub",
+    ):
+        assert entries[folder].type == "dir", folder
+    ours = _files_under(extension_dir())
+    assert ours, "the built-in extension has files"
+    for relative in ours:
+        entry = entries[f"{layout.BUILTIN_EXTENSION_DIR}/{relative}"]
+        assert entry.sha256 == hashlib.sha256(ours[relative]).hexdigest(), relative
+
+
+def test_a_tree_copy_of_the_extension_is_replaced_by_the_builders(tmp_path: Path) -> None:
+    tree = _copy_tree(tmp_path / "tree")
+    stale = tree / layout.BUILTIN_EXTENSION_DIR / "scripts" / "old.py"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("print('stale')\n")
+    result = _build(tmp_path / "out", from_dir=tree, pack=False)
+    paths = {e.path for e in result.manifest.entries}
+    assert f"{layout.BUILTIN_EXTENSION_DIR}/scripts/old.py" not in paths
+    assert {f"{layout.BUILTIN_EXTENSION_DIR}/{r}" for r in _files_under(extension_dir())} <= paths
+    assert stale.exists(), "the user's tree is not modified"
+
+
+def test_a_hugging_face_repo_becomes_a_hub_cache_with_verified_blobs(tmp_path: Path) -> None:
+    tree = _copy_tree(tmp_path / "tree")
+    files = {"config.json": b'{"model_type": "clip"}', "tokenizer/vocab.json": b'{"a": 0}'}
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    hub = tree / "huggingface" / "hub" / "models--openai--clip-vit-large-patch14" / "blobs"
+    hub.mkdir(parents=True)
+    for name, data in files.items():
+        (hub / digests[name]).write_bytes(data)
+    revision = "b" * 40
+    listed = ", ".join(f"{{path: {n}, sha256: '{d}'}}" for n, d in digests.items())
+    repo_entry = f"{{repo: openai/clip-vit-large-patch14, revision: '{revision}', files: [{listed}]}}"
+    spec_path = _spec(tmp_path, f"[]\nhuggingface:\n- {repo_entry}\n")
+    result = _build(tmp_path / "out", from_dir=tree, spec_path=spec_path, pack=False)
+    entries = {e.path: e for e in result.manifest.entries}
+    repo = "huggingface/hub/models--openai--clip-vit-large-patch14"
+    assert entries[f"{repo}/refs/main"].sha256 == hashlib.sha256(revision.encode()).hexdigest()
+    assert entries["huggingface/hub/version.txt"].sha256 == hashlib.sha256(b"1").hexdigest()
+    config = entries[f"{repo}/snapshots/{revision}/config.json"]
+    assert (config.type, config.target) == ("symlink", f"../../blobs/{digests['config.json']}")
+    vocab = entries[f"{repo}/snapshots/{revision}/tokenizer/vocab.json"]
+    assert (vocab.type, vocab.target) == ("symlink", f"../../../blobs/{digests['tokenizer/vocab.json']}")
+    for name, digest in digests.items():
+        assert entries[f"{repo}/blobs/{digest}"].sha256 == digest, name
+    # A blob whose bytes are not what runtime.yaml says fails the build, naming the field.
+    (hub / digests["config.json"]).write_bytes(b"tampered")
+    with pytest.raises(BuildError, match=r"huggingface\[0\]\.files\[0\] \(huggingface/hub/.*sha256 mismatch"):
+        _build(tmp_path / "again", from_dir=tree, spec_path=spec_path, pack=False)

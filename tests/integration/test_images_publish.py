@@ -1,8 +1,9 @@
 """``publish`` against the compute API simulator: a real ``images.insert`` over google-cloud-compute.
 
 The archive goes to a local "bucket" directory (``LocalDirUploader``, a ``file://`` source the simulator
-reads); the simulator unpacks ``disk.raw`` from it as GCE would. Checks the image's family, labels and
-description, that publishing again is a no-op, and that a name is never reused for other content.
+reads); the simulator unpacks ``disk.raw`` from it as GCE would. Checks the image's family, that its labels
+and description read back (``sdworker.image_meta``) as the build's full digest, that publishing again is a
+no-op, and that a name is never reused for other content or taken over from an image sdworker did not make.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from pathlib import Path
 import pytest
 from google.cloud import compute_v1
 
+from sdworker import image_meta
 from sdworker_images import build, publish
 from sdworker_images.__main__ import main
 from sdworker_images.errors import BuildError
 from sdworker_images.progress import Progress
 from sdworker_tools.computesim import ComputeSim, SimConfig, client_kwargs
+from sdworker_tools.computesim.testing import make_ext4_image
 
 REPO = Path(__file__).resolve().parents[2]
 TREE = REPO / "examples" / "runtime-tree"
@@ -51,12 +54,13 @@ def test_publish_creates_the_image_with_digest_labels_and_is_idempotent(
     image = compute_v1.ImagesClient(**client_kwargs(sim.endpoint)).get(project=PROJECT, image=result.name)
     assert image.status == "READY"
     assert image.family == "sd-runtime"
-    assert dict(image.labels) == {
-        "sdworker-digest": built.digest[7:70],
-        "sdworker-builder": "0-1-0",
-        "sdworker-managed": "true",
-    }
-    assert built.digest in image.description
+    record = build.read_build_record(built.out)
+    assert (dict(image.labels), image.description) == (
+        image_meta.ImageMeta.from_build_record(record).labels(),
+        image_meta.ImageMeta.from_build_record(record).description(),
+    )
+    assert image_meta.read_digest(image.description, dict(image.labels)) == built.digest == record["digest"]
+    assert len(built.digest) == len("sha256:") + 64
     assert image.raw_disk.source == result.source_url
     assert image.disk_size_gb == 1
     assert image.archive_size_bytes == built.archive_bytes
@@ -83,6 +87,16 @@ def test_a_name_is_not_reused_for_other_content(
         publish.publish(
             other.out, project=PROJECT, uploader=uploader, images=service, name="sd-runtime-fixed"
         )
+
+
+def test_a_name_held_by_an_image_sdworker_did_not_publish_is_not_taken(
+    tmp_path: Path, built: build.BuildResult, sim: ComputeSim
+) -> None:
+    sim.register_image("taken", make_ext4_image(tmp_path / "other.ext4", {"a": "b"}), project=PROJECT)
+    uploader = publish.LocalDirUploader(tmp_path / "bucket")
+    service = publish.ComputeImageService(sim.endpoint)
+    with pytest.raises(BuildError, match=r"image taken already exists .* not an sdworker image .*--name"):
+        publish.publish(built.out, project=PROJECT, uploader=uploader, images=service, name="taken")
 
 
 def test_the_cli_publishes_to_an_api_endpoint(

@@ -25,6 +25,7 @@ from sdworker_agent.metrics import Metrics as AgentMetrics
 from sdworker_tools import procs
 from sdworker_tools.cluster import LocalCluster, free_port
 from sdworker_tools.computesim import ComputeSim, SimConfig
+from sdworker_tools.computesim.testing import publish_build
 from sdworker_tools.wait import wait_for
 from tests.integration.conftest import OperatorProcess
 from tests.integration.test_agent_support import (
@@ -112,13 +113,9 @@ def test_operator_and_agent_endpoints_export_every_documented_metric(
     world: tuple[Harness, OperatorProcess, int], api: client.ApiClient, unique: str
 ) -> None:
     h, op, port = world
-    image = build_runtime_image(h.workdir, f"rt-{h.suffix}", model_bytes=1 << 20)
-    h.simulator.register_image(
-        image.name,
-        image.path,
-        project=SIM_PROJECT,
-        family=f"fam-{h.suffix}",
-        description=f"sdworker-digest={image.digest}",
+    image = build_runtime_image(h.workdir, f"rt-{h.suffix}", model_bytes=1 << 20, pack=True)
+    publish_build(
+        h.simulator, image.path.parent, project=SIM_PROJECT, family=f"fam-{h.suffix}", name=image.name
     )
     node = f"{unique}-m"[:40]
     h.nodes.append(node)

@@ -51,7 +51,7 @@ def valid_sdworker(name: str = "sd-webui", namespace: str = "default") -> Manife
             "webui": {
                 "baseImage": "us-docker.pkg.dev/sdworker-demo/sd/sd-base:cuda12.1-py3.10",
                 "model": "v1-5-pruned-emaonly.safetensors",
-                "args": ["--api", "--xformers"],
+                "args": ["--api"],
                 "allowInsecureExtensionAccess": False,
                 "port": 7860,
                 "authSecretRef": {"name": "webui-auth"},
@@ -120,6 +120,8 @@ _GPU = "nvidia.com/gpu"
 _OWNED = "flags the operator owns"
 _CREDS = "must not carry credentials"
 _INSECURE = "unless allowInsecureExtensionAccess is true"
+_PUBLIC = "must not open webui to the internet"
+_EXTENSIONS_OFF = "turns off the built-in sdworker extension"
 
 INVALID_SPECS: tuple[Case, ...] = (
     Case("replicas-negative", set_("spec.replicas", -1), "spec.replicas", "greater than or equal to 0"),
@@ -187,6 +189,14 @@ INVALID_SPECS: tuple[Case, ...] = (
         both(set_("spec.runtime.mode", "SharedReadOnly"), set_("spec.runtime.warmPool.size", 2)),
         "spec.runtime.warmPool.size",
         "must be 0 when mode is SharedReadOnly",
+    ),
+    Case(
+        "shared-read-only-hyperdisk-balanced",
+        both(
+            set_("spec.runtime.mode", "SharedReadOnly"), set_("spec.runtime.diskType", "hyperdisk-balanced")
+        ),
+        "spec.runtime.diskType",
+        "attach read-only to many VMs when mode is SharedReadOnly",
     ),
     Case(
         "prefetch-absolute",
@@ -264,6 +274,28 @@ INVALID_SPECS: tuple[Case, ...] = (
     Case("args-data-dir-equals", _args("--data-dir=/tmp"), "spec.webui.args[0]", _OWNED),
     Case("args-ckpt", _args("--ckpt", "/x.safetensors"), "spec.webui.args[0]", _OWNED),
     Case("args-skip-install", _args("--skip-install"), "spec.webui.args[0]", _OWNED),
+    # The runtime's read-only model folders are the operator's (issue 12, item 7).
+    Case("args-lora-dir", _args("--lora-dir", "/data/lora"), "spec.webui.args[0]", _OWNED),
+    Case("args-vae-dir-equals", _args("--api", "--vae-dir=/x"), "spec.webui.args[1]", _OWNED),
+    Case("args-embeddings-dir", _args("--embeddings-dir", "/x"), "spec.webui.args[0]", _OWNED),
+    Case("args-hypernetwork-dir-abbreviated", _args("--hypernetwork", "/x"), "spec.webui.args[0]", _OWNED),
+    # Public tunnels (issue 12, item 10): modules/cmd_args.py v1.10.1 --share and the --ngrok family.
+    Case("args-share", _args("--share"), "spec.webui.args[0]", _PUBLIC),
+    Case("args-share-abbreviated", _args("--api", "--sha"), "spec.webui.args[1]", _PUBLIC),
+    Case("args-ngrok-token", _args("--ngrok", "2abcTOKEN"), "spec.webui.args[0]", _PUBLIC),
+    Case(
+        "args-ngrok-options-equals",
+        _args('--ngrok-options={"basic_auth":"u:p"}'),
+        "spec.webui.args[0]",
+        _PUBLIC,
+    ),
+    Case("args-ngrok-region", _args("--ngrok-region=us"), "spec.webui.args[0]", _PUBLIC),
+    Case(
+        "args-disable-all-extensions",
+        _args("--disable-all-extensions"),
+        "spec.webui.args[0]",
+        _EXTENSIONS_OFF,
+    ),
     Case("args-too-many", _args(*["--xformers"] * 65), "spec.webui.args", "must have at most 64 items"),
     Case("port-privileged", set_("spec.webui.port", 80), "spec.webui.port", "greater than or equal to 1024"),
     Case("port-above-max", set_("spec.webui.port", 70000), "spec.webui.port", "less than or equal to 65535"),
@@ -362,11 +394,22 @@ VALID_VARIANTS: tuple[ValidCase, ...] = (
     ),
     ValidCase("warm-pool", set_("spec.runtime.warmPool.size", 20)),
     ValidCase("hyperdisk-ml", set_("spec.runtime.diskType", "hyperdisk-ml")),
+    ValidCase(
+        "shared-hyperdisk-ml",
+        both(set_("spec.runtime.mode", "SharedReadOnly"), set_("spec.runtime.diskType", "hyperdisk-ml")),
+    ),
+    ValidCase(
+        "shared-pd-ssd",
+        both(set_("spec.runtime.mode", "SharedReadOnly"), set_("spec.runtime.diskType", "pd-ssd")),
+    ),
+    ValidCase("per-node-hyperdisk-balanced", set_("spec.runtime.diskType", "hyperdisk-balanced")),
     ValidCase("disk-minimum", set_("spec.runtime.diskSizeGb", 10)),
     ValidCase("prefetch-dots-in-names", set_("spec.runtime.prefetch", ["models/a..b", ".cache/x", "a/./b"])),
     ValidCase("ckpt-model", set_("spec.webui.model", "sd-v1-4.ckpt")),
     ValidCase("api-flags", _args("--api", "--api-log", "--nowebui", "--xformers", "--medvram")),
     ValidCase("flag-values-are-not-flags", _args("--styles-file", "port.csv", "--device-id=0")),
+    ValidCase("built-in-extensions-stay-on", _args("--disable-extra-extensions", "--no-half-vae")),
+    ValidCase("share-as-a-value-is-not-a-flag", _args("--styles-file", "share.csv")),
     ValidCase(
         "insecure-with-opt-in",
         both(

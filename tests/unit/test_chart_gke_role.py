@@ -20,6 +20,7 @@ PERMISSIONS: dict[str, set[str]] = {
     "disks.insert": {"compute.disks.create", "compute.images.useReadOnly", "compute.disks.setLabels"},
     "disks.get": {"compute.disks.get"},
     "disks.list": {"compute.disks.list"},
+    "disks.aggregatedList": {"compute.disks.list"},  # the orphan sweep over every zone
     "disks.delete": {"compute.disks.delete"},
     "disks.setLabels": {"compute.disks.setLabels"},
     "instances.get": {"compute.instances.get"},

@@ -216,7 +216,15 @@ def test_crd_fields_match_what_the_operator_writes() -> None:
         "nodes",
         "runtime",
         "coldStart",
+        "rollout",
         "conditions",
+    }
+    assert set(at(SDWORKER, "status.rollout")["properties"]) == {
+        "target",
+        "paused",
+        "targetNodes",
+        "servedNodes",
+        "updatedReplicas",
     }
     assert set(at(RUNTIMEDISK, "status.timings")["properties"]) == {*TIMING_FIELDS, "durationsSeconds"}
     assert at(RUNTIMEDISK, "status.phase")["enum"] == [phase.value for phase in Phase]
@@ -233,4 +241,4 @@ def test_example_is_the_valid_manifest_of_the_tests() -> None:
     assert parse_sdworker(example).spec.webui.auth_secret_name == "webui-auth"
     secret = yaml.safe_load((ROOT / "examples" / "webui-auth-secret.yaml").read_text())
     assert secret["metadata"]["name"] == "webui-auth"
-    assert set(secret["stringData"]) == {c.AUTH_KEY_GRADIO}
+    assert set(secret["stringData"]) == {c.AUTH_KEY_GRADIO, c.AUTH_KEY_API}

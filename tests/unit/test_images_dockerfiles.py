@@ -2,11 +2,14 @@
 
 The base image must stay a ~2 GB CUDA *runtime* image with the same interpreter, at the same path, as the
 runtime disk's venv (examples/runtime.yaml); nothing heavy (PyTorch, webui, models) may creep into it, since
-that is exactly what the runtime disk exists to keep out. Every image is pinned and names its user.
+that is exactly what the runtime disk exists to keep out. The builder image is the base image plus every
+program the builder runs (read from images/sdworker_images, so a new one fails here until it is installed).
+Every image is pinned and names its user.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -38,8 +41,13 @@ def _args(path: Path, keyword: str) -> list[str]:
     return [rest for kw, rest in _instructions(path) if kw == keyword]
 
 
-def test_the_three_images_exist() -> None:
-    assert [p.name for p in DOCKERFILES] == ["Dockerfile.agent", "Dockerfile.base", "Dockerfile.operator"]
+def test_the_four_images_exist() -> None:
+    assert [p.name for p in DOCKERFILES] == [
+        "Dockerfile.agent",
+        "Dockerfile.base",
+        "Dockerfile.builder",
+        "Dockerfile.operator",
+    ]
 
 
 def test_the_base_image_is_a_cuda_runtime_image_not_devel() -> None:
@@ -102,7 +110,13 @@ def test_every_base_is_pinned_by_tag(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "root"), [("Dockerfile.base", False), ("Dockerfile.operator", False), ("Dockerfile.agent", True)]
+    ("name", "root"),
+    [
+        ("Dockerfile.base", False),
+        ("Dockerfile.builder", False),
+        ("Dockerfile.operator", False),
+        ("Dockerfile.agent", True),
+    ],
 )
 def test_each_image_declares_its_user(name: str, root: bool) -> None:
     users = _args(IMAGES / name, "USER")
@@ -123,3 +137,75 @@ def test_product_images_install_the_wheel_against_the_lock_and_drop_the_test_too
     assert "--constraint /tmp/requirements.lock" in runs
     assert "sdworker_tools" in runs
     assert "find_spec" in runs
+
+
+# Every program images/sdworker_images starts, and the Ubuntu 22.04 package that provides it.
+BUILDER_PACKAGES = {
+    "git": "git",
+    "mkfs.ext4": "e2fsprogs",
+    "debugfs": "e2fsprogs",
+    "e2fsck": "e2fsprogs",
+    "tar": "tar",
+}
+
+
+def _required_programs() -> set[str]:
+    """The first argument of every ``proc.require(...)`` call in the builder's sources."""
+    found: set[str] = set()
+    for path in sorted((IMAGES / "sdworker_images").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "require"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                found.add(str(node.args[0].value))
+    return found
+
+
+def _apt_packages(path: Path) -> set[str]:
+    packages: set[str] = set()
+    for rest in _args(path, "RUN"):
+        for install in re.findall(r"apt-get install ([^&]*)", rest):
+            packages |= {word for word in install.split() if not word.startswith("-")}
+    return packages
+
+
+def test_the_builder_image_has_every_program_the_builder_runs() -> None:
+    programs = _required_programs()
+    assert {"git", "mkfs.ext4"} <= programs, "the scan found the builder's proc.require calls"
+    assert programs <= set(BUILDER_PACKAGES), (
+        f"map the new program(s) to a package: {programs - set(BUILDER_PACKAGES)}"
+    )
+    installed = _apt_packages(IMAGES / "Dockerfile.builder")
+    for program in sorted(programs):
+        assert BUILDER_PACKAGES[program] in installed, (
+            f"{program}: apt-get install {BUILDER_PACKAGES[program]}"
+        )
+    # fetch.create_venv runs `<python.path> -m venv` (ensurepip): Ubuntu splits that into python3.X-venv.
+    runtime = spec.load(REPO / "examples" / "runtime.yaml")
+    assert f"python{runtime.python.minor}-venv" in installed
+    assert "ca-certificates" in installed, "HTTPS downloads"
+    # The builder itself needs Python >= 3.11 (pyproject requires-python), which the base image lacks.
+    assert "python3.11" in installed
+    assert "python3.11-venv" in installed
+
+
+def test_the_builder_image_is_the_base_image_so_the_venv_links_to_the_pods_python() -> None:
+    froms = _args(IMAGES / "Dockerfile.builder", "FROM")
+    final = froms[-1].split()[0]
+    base_tag = re.search(r"-t (\S*sd-base:\S+)", (IMAGES / "Dockerfile.base").read_text())
+    assert base_tag, "Dockerfile.base documents its tag"
+    assert base_tag.group(1).endswith(final.rsplit("/", 1)[-1]), (final, base_tag.group(1))
+    users = _args(IMAGES / "Dockerfile.builder", "USER")
+    assert users[0] == "root", "apt-get needs root"
+    assert users[-1] == _args(IMAGES / "Dockerfile.base", "USER")[-1], "then back to the base image's user"
+
+
+def test_no_doc_claims_the_runtime_can_be_built_in_the_base_image() -> None:
+    for doc in (REPO / "README.md", IMAGES / "README.md", REPO / "examples" / "runtime.yaml"):
+        text = " ".join(doc.read_text().split())
+        assert not re.search(r"(build|run) (it|the runtime)? ?inside the base image", text), doc.name
+        assert "Dockerfile.builder" in text, f"{doc.name} points at the builder image"

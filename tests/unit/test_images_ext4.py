@@ -5,14 +5,18 @@ The mkfs/debugfs/tar steps themselves run against real e2fsprogs in tests/integr
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 
 from sdworker.manifest import Entry
-from sdworker_images import ext4
+from sdworker_images import ext4, proc, tree
+from sdworker_images.progress import Progress
 
 GIB = 1 << 30
+FIXED = 946684800
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
@@ -74,3 +78,46 @@ def test_the_pinned_mke2fs_config_makes_a_read_only_friendly_filesystem() -> Non
     assert "lazy_itable_init = false" in conf
     assert "metadata_csum" in conf
     assert "extent" in conf
+
+
+def _image(stage: Path, image: Path, *, tree: Path | None) -> bytes:
+    entries = [
+        Entry(str(p.relative_to(stage)), "dir" if p.is_dir() else "file", size=p.stat().st_size)
+        for p in sorted(stage.rglob("*"))
+    ]
+    progress = Progress(quiet=True)
+    image.parent.mkdir()
+    ext4.make_filesystem(
+        stage,
+        image,
+        size_bytes=GIB,
+        inodes=ext4.inode_count(entries),
+        digest=DIGEST,
+        fixed_time=FIXED,
+        progress=progress,
+    )
+    ext4.normalize_inodes(image, [e.path for e in entries], fixed_time=FIXED, progress=progress, tree=tree)
+    return image.read_bytes()
+
+
+def test_normalising_only_what_differs_gives_the_same_image(tmp_path: Path) -> None:
+    # With the staged tree at hand, normalize_inodes skips what mkfs already copied right (owner, mtime);
+    # the image must come out byte for byte as when every field of every inode is set.
+    source = tmp_path / "src"
+    (source / "pkg").mkdir(parents=True)
+    for i in range(30):
+        (source / "pkg" / f"m{i}.py").write_bytes(b"x" * i * 1000)
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    tree.stage(tree.scan(source), stage, fixed_time=FIXED)
+    (stage / "late.json").write_text("{}")  # written after staging, like the manifest: times are "now"
+    if os.geteuid() == 0:
+        os.chown(stage / "pkg" / "m3.py", 1000, 1000, follow_symlinks=False)  # an owner to set back to 0
+    every_field = _image(stage, tmp_path / "a" / "disk.raw", tree=None)
+    only_differences = _image(stage, tmp_path / "b" / "disk.raw", tree=stage)
+    assert every_field == only_differences
+    listing = proc.run(
+        [proc.require("debugfs", "e2fsprogs"), "-R", "stat /late.json", str(tmp_path / "b" / "disk.raw")]
+    )
+    assert "User:     0   Group:     0" in listing.stdout
+    assert "mtime: 0x386d4380" in listing.stdout, "2000-01-01T00:00:00Z"

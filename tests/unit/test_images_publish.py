@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from sdworker import image_meta
 from sdworker_images import publish
 from sdworker_images.errors import BuildError
 
@@ -33,13 +34,10 @@ def test_the_request_carries_name_family_labels_and_source() -> None:
     request = publish.image_request(RECORD, project="proj", source_url="https://storage.googleapis.com/b/o")
     assert request.name == "a1111-sd15-0123456789ab"
     assert request.family == "sd-runtime"
-    assert request.labels == {
-        "sdworker-digest": HEX[:63],
-        "sdworker-builder": "0-1-0",
-        "sdworker-managed": "true",
-    }
+    meta = image_meta.ImageMeta.from_build_record(RECORD)
+    assert (request.labels, request.description) == (meta.labels(), meta.description())
     assert all(LABEL_VALUE.fullmatch(v) for v in request.labels.values())
-    assert DIGEST in request.description
+    assert image_meta.read_digest(request.description, request.labels) == DIGEST
     assert "/usr/bin/python3.10" in request.description
     assert request.image_body() == {
         "name": "a1111-sd15-0123456789ab",
@@ -91,14 +89,10 @@ def test_names_are_checked() -> None:
     assert publish.object_name(DIGEST) == f"sdworker/{HEX}/image.tar.gz"
     with pytest.raises(BuildError, match="longer than 63"):
         publish.image_name("x" * 51, DIGEST)
-    with pytest.raises(ValueError, match="not a digest"):
-        publish.image_request({**RECORD, "digest": "sha256:bad"}, project="p", source_url="file:///x")
-
-
-def test_an_existing_image_matches_only_with_the_same_digest() -> None:
-    assert publish.existing_matches({"sdworker-digest": HEX[:63]}, DIGEST)
-    assert not publish.existing_matches({"sdworker-digest": "f" * 63}, DIGEST)
-    assert not publish.existing_matches({}, DIGEST)
+    with pytest.raises(BuildError, match=r"build\.json: digest 'sha256:xyz' is not sha256:<64"):
+        publish.image_request({**RECORD, "digest": "sha256:xyz"}, project="p", source_url="file:///x")
+    with pytest.raises(BuildError, match=r"build\.json: digest 'sha256:[0-9a-f]{63}' has 63 hex digits"):
+        publish.image_request({**RECORD, "digest": DIGEST[:-1]}, project="p", source_url="file:///x")
 
 
 def test_local_uploads_are_content_addressed_and_idempotent(tmp_path: Path) -> None:
@@ -164,7 +158,7 @@ def test_publish_refuses_a_build_without_an_archive_or_with_a_changed_one(tmp_pa
 class _NoService:
     """Publishing must fail before it talks to the API; any call is a test failure."""
 
-    def get_labels(self, project: str, name: str) -> dict[str, str] | None:
+    def get(self, project: str, name: str) -> publish.ExistingImage | None:
         raise AssertionError("unexpected images.get")
 
     def insert(self, request: publish.ImageRequest, timeout: float) -> None:

@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
+from sdworker import runtime_layout as layout
 from sdworker_images import spec
+from sdworker_images.assemble import write_layout
 from sdworker_images.errors import SpecError
+from sdworker_images.webui_extension import extension_dir
 
 REPO = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32
@@ -31,8 +34,20 @@ VALID: dict[str, Any] = {
         {"path": "models/Stable-diffusion/m.safetensors", "url": "https://example.com/m", "sha256": SHA}
     ],
     "files": [{"path": "stable-diffusion-webui/config.json", "source": "files/config.json", "sha256": SHA}],
+    "huggingface": [
+        {
+            "repo": "openai/clip-vit-large-patch14",
+            "revision": "d" * 40,
+            "files": [
+                {"path": "config.json", "sha256": "c1" * 32},
+                {"path": "vocab.json", "sha256": SHA},
+                {"path": "tokenizer/same-bytes.json", "sha256": SHA},
+            ],
+        }
+    ],
     "image": {"family": "sd-runtime", "sizeGb": 20},
 }
+HUB = "huggingface/hub/models--openai--clip-vit-large-patch14"
 
 
 def _with(path: str, value: Any) -> str:
@@ -59,13 +74,23 @@ def test_a_valid_document_loads_into_typed_fields() -> None:
     assert [g.dest for g in loaded.git_sources] == [
         "stable-diffusion-webui",
         "stable-diffusion-webui/repositories/BLIP",
-        "stable-diffusion-webui/extensions/ext",
+        # extensions-builtin/: webui scans it whatever --data-dir says (modules/paths_internal.py).
+        "stable-diffusion-webui/extensions-builtin/ext",
     ]
     assert loaded.extensions[0].commit == "c" * 40
+    # Hugging Face files are declared files too: one blob per distinct sha256, fetched at the revision.
     assert [f.path for f in loaded.declared_files] == [
         "models/Stable-diffusion/m.safetensors",
         "stable-diffusion-webui/config.json",
+        f"{HUB}/blobs/{'c1' * 32}",
+        f"{HUB}/blobs/{SHA}",
     ]
+    hf_config = loaded.declared_files[2]
+    assert (
+        hf_config.url
+        == f"https://huggingface.co/openai/clip-vit-large-patch14/resolve/{'d' * 40}/config.json"
+    )
+    assert hf_config.where == "huggingface[0].files[0]"
     assert loaded.files[0].where == "files[0]"
     assert loaded.resolve("files/config.json") == Path("/specs/files/config.json")
     assert loaded.image == spec.ImageSpec(family="sd-runtime", size_gb=20)
@@ -119,6 +144,24 @@ def test_the_example_spec_loads() -> None:
         ("models", {"path": "x"}, "models: expected a list, got a mapping"),
         ("models.0", "models/x", "models[0]: expected a mapping, got a string"),
         ("pip.extraIndexUrls", "https://x", "pip.extraIndexUrls: expected a list of non-empty strings"),
+        ("extensions.0.name", "sdworker", "extensions[0].name: 'sdworker' is reserved for the built-in"),
+        ("huggingface.0.repo", "clip", "huggingface[0].repo: 'clip' is not valid (ORG/NAME"),
+        (
+            "huggingface.0.revision",
+            "main",
+            "huggingface[0].revision: 'main' is not valid (the repository's 40-hex",
+        ),
+        ("huggingface.0.revision", ..., "huggingface[0].revision: required"),
+        ("huggingface.0.files", [], "huggingface[0].files: must list at least one file"),
+        ("huggingface.0.files.0.sha256", "x", "huggingface[0].files[0].sha256: 'x' is not valid (64 hex"),
+        ("huggingface.0.files.0.path", "../x", "huggingface[0].files[0].path: '../x': '..' segment"),
+        (
+            "huggingface.0.files.1.path",
+            "config.json",
+            "huggingface[0].files[1].path: config.json is listed twice",
+        ),
+        ("huggingface.0.files.0.size", 3, "huggingface[0].files[0].size: unknown field"),
+        ("huggingface.0.ref", "main", "huggingface[0].ref: unknown field"),
     ],
 )
 def test_each_problem_is_reported_with_its_field(path: str, value: Any, message: str) -> None:
@@ -126,6 +169,40 @@ def test_each_problem_is_reported_with_its_field(path: str, value: Any, message:
         spec.parse(_with(path, value), name="runtime.yaml")
     assert message in str(caught.value)
     assert str(caught.value).startswith("runtime.yaml: ")
+
+
+def test_a_hugging_face_repo_maps_to_the_hub_cache_layout() -> None:
+    (repo,) = spec.parse(yaml.safe_dump(VALID)).huggingface
+    # huggingface_hub's layout: models--ORG--NAME/{blobs/<etag>, snapshots/<revision>/<file>, refs/main}.
+    assert repo.cache_dir == HUB
+    assert repo.ref_path == f"{HUB}/refs/main"
+    assert repo.snapshot_path("config.json") == f"{HUB}/snapshots/{'d' * 40}/config.json"
+    assert repo.blob_link("config.json", "e" * 64) == f"../../blobs/{'e' * 64}"
+    assert repo.blob_link("tokenizer/x.json", "e" * 64) == f"../../../blobs/{'e' * 64}"
+
+
+def test_the_example_declares_the_clip_files_webui_asks_transformers_for() -> None:
+    loaded = spec.load(REPO / "examples" / "runtime.yaml")
+    (clip,) = loaded.huggingface
+    assert clip.repo == "openai/clip-vit-large-patch14"
+    # FrozenCLIPEmbedder: CLIPTokenizer.from_pretrained (vocab, merges, configs) and CLIPTextModel's config;
+    # webui's sd_disable_initialization loads the text model with state_dict={}, so no weights.
+    assert {f.path for f in clip.files} >= {
+        "config.json",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    }
+
+
+def test_two_hugging_face_entries_for_one_repo_are_rejected() -> None:
+    data = copy.deepcopy(VALID)
+    data["huggingface"].append(copy.deepcopy(data["huggingface"][0]))
+    with pytest.raises(
+        SpecError, match=r"huggingface\[1\]\.repo: openai/clip-vit-large-patch14 is also declared"
+    ):
+        spec.parse(yaml.safe_dump(data))
 
 
 def test_two_checkouts_into_one_directory_are_rejected() -> None:
@@ -178,3 +255,37 @@ def test_an_unreadable_file_names_the_file(tmp_path: Path) -> None:
 )
 def test_python_version_matching(wanted: str, found: str, ok: bool) -> None:
     assert spec.PythonSpec(wanted, "/usr/bin/python3.10").accepts(found) is ok
+
+
+def test_both_examples_name_the_same_image_family() -> None:
+    runtime = spec.load(REPO / "examples" / "runtime.yaml")
+    worker = yaml.safe_load((REPO / "examples" / "sdworker.yaml").read_text())
+    assert worker["spec"]["runtime"]["image"].endswith(f"/global/images/family/{runtime.image.family}")
+
+
+def test_the_example_passes_no_flag_whose_package_the_lock_lacks() -> None:
+    # Under --skip-prepare-environment webui installs nothing, so --xformers works only if the lock has it.
+    worker = yaml.safe_load((REPO / "examples" / "sdworker.yaml").read_text())
+    inputs = (REPO / "examples" / "runtime-requirements.in").read_text()
+    packages = {line.split("==")[0].split(" @ ")[0].strip().lower() for line in inputs.splitlines()}
+    for flag, package in (("--xformers", "xformers"), ("--force-enable-xformers", "xformers")):
+        if flag in worker["spec"]["webui"]["args"]:
+            assert package in packages, f"{flag} needs {package} in runtime-requirements.in"
+
+
+def test_write_layout_lays_out_the_pod_contracts_fixed_parts(tmp_path: Path) -> None:
+    loaded = spec.parse(yaml.safe_dump(VALID))
+    write_layout(tmp_path, loaded)
+    for folder in layout.REQUIRED_DIRS:
+        assert (tmp_path / folder).is_dir(), folder
+    ours = sorted(p.relative_to(extension_dir()) for p in extension_dir().rglob("*.py"))
+    assert ours
+    assert all((tmp_path / layout.BUILTIN_EXTENSION_DIR / rel).is_file() for rel in ours)
+    assert (tmp_path / HUB / "refs" / "main").read_text() == "d" * 40
+    assert (tmp_path / "huggingface" / "hub" / "version.txt").read_text() == "1"
+    link = tmp_path / HUB / "snapshots" / ("d" * 40) / "tokenizer" / "same-bytes.json"
+    assert link.is_symlink()
+    assert link.resolve() == (tmp_path / HUB / "blobs" / SHA).resolve()
+    # Idempotent: a second run (a spec build rerunning over its tree) replaces, never fails.
+    write_layout(tmp_path, loaded)
+    assert link.is_symlink()

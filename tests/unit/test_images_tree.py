@@ -6,7 +6,10 @@ interpreter check against venvs laid out as ``python3.X -m venv`` makes them.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
+import re
 import stat
 from pathlib import Path
 
@@ -249,3 +252,62 @@ def test_stage_keeps_a_timestamp_pyc_valid(tmp_path: Path) -> None:
     dest.mkdir()
     tree.stage(tree.scan(source), dest, fixed_time=946684800)
     assert (dest / "pkg" / "__pycache__" / "mod.cpython-310.pyc").read_bytes() == _pyc(0, 946684800, 6)
+
+
+def _many_files(source: Path, count: int) -> None:
+    rng = random.Random(5)
+    for i in range(count):
+        path = source / f"pkg{i % 7}" / f"mod{i:03d}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(rng.randrange(0, 300_000)))
+    os.symlink("pkg0", source / "link")
+
+
+def test_stage_gives_the_same_entries_whatever_the_thread_count(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    _many_files(source, 120)
+    results = []
+    for workers in (1, 8):
+        dest = tmp_path / f"stage{workers}"
+        dest.mkdir()
+        results.append(tree.stage(tree.scan(source), dest, fixed_time=946684800, workers=workers))
+    assert results[0] == results[1]
+    files = [e for e in results[0] if e.type == "file"]
+    assert len(files) == 120
+    assert [e.path for e in results[0]] == sorted(e.path for e in results[0])
+    for entry in files:
+        assert entry.sha256 == hashlib.sha256((source / entry.path).read_bytes()).hexdigest()
+
+
+def test_stage_gives_what_it_staged_the_fixed_times(tmp_path: Path) -> None:
+    # mkfs.ext4 copies mtime and atime from the staged tree, so normalisation need not set them.
+    source = tmp_path / "src"
+    _many_files(source, 10)
+    dest = tmp_path / "stage"
+    dest.mkdir()
+    tree.stage(tree.scan(source), dest, fixed_time=946684800, workers=4)
+    staged = list(dest.rglob("*"))
+    assert len(staged) == 10 + 7 + 1
+    fixed_ns = 946684800 * 10**9
+    for path in staged:
+        st = path.lstat()
+        assert st.st_mtime_ns == fixed_ns, path
+        if not stat.S_ISDIR(st.st_mode):  # listing a directory here moves its atime (relatime)
+            assert st.st_atime_ns == fixed_ns, path
+    assert (source / "pkg0").stat().st_mtime != 946684800, "the source tree is not touched"
+
+
+def test_the_first_bad_file_in_path_order_is_the_one_reported(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    _many_files(source, 40)
+    items = [
+        tree.Item(**{**i.__dict__, "expected_sha256": "0" * 64, "declared_by": f"models[{n}]"})
+        if i.type == "file" and n % 5 == 0
+        else i
+        for n, i in enumerate(tree.scan(source))
+    ]
+    first = next(i for i in items if i.expected_sha256)
+    dest = tmp_path / "stage"
+    dest.mkdir()
+    with pytest.raises(BuildError, match=rf"^{re.escape(str(first.declared_by))} \({first.path}\)"):
+        tree.stage(items, dest, fixed_time=1, workers=8)

@@ -28,6 +28,7 @@ from sdworker.api.types import (
     WebUISpec,
 )
 from tests.unit.invalid_specs import INVALID_SPECS, VALID_VARIANTS, Case, ValidCase, mutated, valid_sdworker
+from tests.unit.test_crds import SDWORKER, rules
 
 
 def test_valid_manifest_parses_to_the_expected_spec() -> None:
@@ -46,7 +47,7 @@ def test_valid_manifest_parses_to_the_expected_spec() -> None:
         webui=WebUISpec(
             base_image="us-docker.pkg.dev/sdworker-demo/sd/sd-base:cuda12.1-py3.10",
             model="v1-5-pruned-emaonly.safetensors",
-            args=("--api", "--xformers"),
+            args=("--api",),
             allow_insecure_extension_access=False,
             port=7860,
             auth_secret_name="webui-auth",
@@ -242,6 +243,39 @@ def test_flag_matching_follows_argparse_abbreviations(
     assert flag_matches(arg, family) is expected
 
 
+def test_every_refused_flag_family_is_a_cel_rule_of_the_crd_too() -> None:
+
+    by_message = {" ".join(rule["message"].split()): rule["rule"] for rule in rules(SDWORKER)}
+    for family, message in (
+        (c.PUBLIC_FLAGS, c.MESSAGE_PUBLIC),
+        (c.EXTENSIONS_OFF_FLAGS, c.MESSAGE_EXTENSIONS_OFF),
+        (c.OWNED_FLAGS, c.MESSAGE_OWNED_FLAG),
+        (c.CREDENTIAL_FLAGS, c.MESSAGE_CREDENTIALS),
+    ):
+        for flag in family:
+            assert f"'{flag}'" in by_message[message], (flag, message)
+        for safe in c.PREFIX_SAFE_FLAGS:
+            assert f"!= '{safe}'" in by_message[message]
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("--share", c.MESSAGE_PUBLIC),
+        ("--ngrok=token", c.MESSAGE_PUBLIC),
+        ("--ngrok-o", c.MESSAGE_PUBLIC),
+        ("--disable-all", c.MESSAGE_EXTENSIONS_OFF),
+        ("--lora-dir", c.MESSAGE_OWNED_FLAG),
+        ("--hypernetwork-dir=/x", c.MESSAGE_OWNED_FLAG),
+        ("--api-auth", c.MESSAGE_CREDENTIALS),
+    ],
+)
+def test_each_refused_flag_gets_its_own_message(arg: str, message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_sdworker(mutated(lambda m: m["spec"]["webui"].__setitem__("args", [arg])))
+    assert [e.message for e in caught.value.errors] == [message]
+
+
 def _runtimedisk(**status: Any) -> dict[str, Any]:
     return {
         "metadata": {"name": "gke-node-1-sd-runtime-1a2b3c4d"},
@@ -251,7 +285,7 @@ def _runtimedisk(**status: Any) -> dict[str, Any]:
             "instance": "gke-node-1",
             "project": "sdworker-demo",
             "image": "projects/sdworker-demo/global/images/sd-runtime",
-            "imageDigest": "sha256:abc",
+            "imageDigest": "sha256:" + "ab" * 32,
             "runtimeId": "sd-runtime-1a2b3c4d",
             "diskName": "sdw-00000000-sd-runtime-1a2b3c4d",
             "deviceName": "sdw-sd-runtime-1a2b3c4d",

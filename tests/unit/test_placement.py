@@ -21,6 +21,7 @@ from sdworker.domain.placement import (
     place,
     selector_matches,
 )
+from sdworker.domain.pool import pool_targets
 from tests.unit.invalid_specs import both, mutated, set_
 
 T4 = {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
@@ -235,3 +236,56 @@ def test_parse_provider_id(provider_id: str, expected: GceInstance | None) -> No
 )
 def test_diff(desired: list[str], existing: list[str], to_create: list[str], to_delete: list[str]) -> None:
     assert diff_runtimedisks(desired, existing) == (to_create, to_delete)
+
+
+# --- issue 14 ------------------------------------------------------------------------------------------
+
+
+def test_an_unresolved_image_keeps_the_served_runtime_disks() -> None:
+    """A lookup that fails (CloudUnavailable) leaves the runtime the SDWorker served on its nodes; the
+    SDWorker still counts as unresolved, so the caller deletes nothing on this pass."""
+    w = worker("sd")
+    served = {w.key: RESOLVED[IMAGE_A]}
+    plan = place([node("n1")], [w], {}, served=served)
+    assert plan.unresolved == ("default/sd",)
+    assert set(plan.for_node("n1")) == {RID_A}
+    assert plan.desired == place([node("n1")], [w], RESOLVED).desired
+    # Nothing served before, nothing resolved now: no disk for a runtime that does not exist.
+    assert place([node("n1")], [w], {}).desired == {}
+
+
+def test_a_family_move_keeps_the_served_runtime_next_to_the_new_one() -> None:
+    w = worker("sd")
+    moved = {IMAGE_A: ResolvedImage("projects/sdworker-demo/global/images/sd-runtime-20250202", "sha256:ccc")}
+    before = place([node("n1")], [w], RESOLVED).desired
+    after = place([node("n1")], [w], moved, served={w.key: RESOLVED[IMAGE_A]}).desired
+    _, to_delete = diff_runtimedisks(after, before)
+    assert to_delete == [], f"the served runtime's disk would be deleted under its pods: {to_delete}"
+    assert sorted(s.runtime_id for s in after.values()) == sorted(
+        naming.runtime_id(i.image) for i in (RESOLVED[IMAGE_A], moved[IMAGE_A])
+    )
+
+
+def test_a_pinned_worker_stays_on_its_runtime_when_the_family_moves() -> None:
+    w = worker("sd")
+    moved = {IMAGE_A: ResolvedImage("projects/sdworker-demo/global/images/sd-runtime-20250202", "sha256:ccc")}
+    before = place([node("n1")], [w], RESOLVED).desired
+    after = place(
+        [node("n1")], [w], moved, served={w.key: RESOLVED[IMAGE_A]}, pinned={w.key: RESOLVED[IMAGE_A]}
+    )
+    assert set(after.desired) == set(before)
+    assert after.unresolved == ()
+
+
+def test_warm_pools_follow_the_runtime_rolled_to_and_a_pin() -> None:
+    w = worker("sd", runtime__warmPool={"size": 2})
+    moved = {IMAGE_A: ResolvedImage("projects/sdworker-demo/global/images/sd-runtime-20250202", "sha256:ccc")}
+    served = {w.key: RESOLVED[IMAGE_A]}
+    rolling = place([node("n1")], [w], moved, served=served).desired
+    assert {k.runtime_id for k in pool_targets(rolling, [w], moved)} == {
+        naming.runtime_id(moved[IMAGE_A].image)
+    }
+    pinned = place([node("n1")], [w], moved, served=served, pinned=served).desired
+    assert {k.runtime_id for k in pool_targets(pinned, [w], moved, served)} == {
+        naming.runtime_id(RESOLVED[IMAGE_A].image)
+    }

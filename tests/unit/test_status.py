@@ -8,12 +8,16 @@ from typing import NamedTuple
 
 import pytest
 
-from sdworker.api.parse import FieldError, SpecError
+from sdworker.api import naming
+from sdworker.api.parse import FieldError, SpecError, parse_rollout_status, parse_runtime_status
 from sdworker.api.types import (
     Condition,
     ConditionStatus,
     DiskType,
+    NodeCounts,
     Phase,
+    ResolvedImage,
+    RolloutStatus,
     RuntimeDisk,
     RuntimeDiskSpec,
     RuntimeDiskStatus,
@@ -299,8 +303,10 @@ def test_status_to_dict_matches_the_crd_shape() -> None:
         "nodes",
         "runtime",
         "coldStart",
+        "rollout",
         "conditions",
     }
+    assert d["rollout"] is None  # no rollout: written as null so a merge-patch clears the last one
     assert d["runtime"] == {"image": RUNTIME.image, "digest": "sha256:abc", "runtimeId": RUNTIME.runtime_id}
     assert d["coldStart"] is None  # written as null so a merge-patch clears a stale value
     assert d["conditions"][0]["lastTransitionTime"] == "2025-01-01T01:00:00Z"
@@ -374,3 +380,104 @@ def test_recomputing_the_same_status_posts_no_events() -> None:
     again = aggregate(deployment=READY1, disks=[disk("n1", Phase.READY)], previous=first.conditions)
     assert st.events_for_transition(first.conditions, again.conditions) == []
     assert len(st.events_for_transition((), first.conditions)) == 4
+
+
+# --- issue 14: the served runtime changes only when a new image is actually resolved ---------------------
+
+
+def test_served_runtime_follows_a_successful_resolution() -> None:
+    new = ResolvedImage("projects/p1234/global/images/sd-2", "sha256:def")
+    served = st.served_runtime(new, RUNTIME)
+    assert served == RuntimeStatus(new.image, new.digest, naming.runtime_id(new.image))
+
+
+def test_a_failed_resolution_keeps_the_recorded_runtime() -> None:
+    """The issue's 100-node run: one getFromFamily answered CloudUnavailable and the runtime id became
+    the family string's. The recorded runtime survives the round trip through status and is kept."""
+    recorded = parse_runtime_status(aggregate().to_dict()["runtime"])
+    assert recorded == RUNTIME
+    assert st.served_runtime(None, recorded) == RUNTIME
+    assert st.served_runtime(None, None) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, "sd-1", {}, {"image": "", "runtimeId": "x"}, {"image": "i", "runtimeId": 3}, {"digest": "d"}],
+)
+def test_a_malformed_runtime_record_is_ignored(raw: object) -> None:
+    assert parse_runtime_status(raw) is None
+
+
+def test_a_kept_runtime_with_a_failed_lookup_is_degraded_but_served() -> None:
+    status = st.aggregate_status(
+        name="sd-webui",
+        generation=4,
+        desired_replicas=2,
+        deployment=READY2,
+        disks=[disk("n1", Phase.READY)],
+        matching_nodes=1,
+        runtime=RUNTIME,
+        previous=(),
+        now=NOW,
+        runtime_error=("CloudUnavailable", "Cannot resolve family/sd: 503"),
+    )
+    assert status.runtime == RUNTIME
+    assert summary(status)["Degraded"] == ("True", "CloudUnavailable")
+    assert summary(status)["Ready"] == ("True", "AllReplicasReady")
+    assert summary(status)["RuntimeAvailable"] == ("True", "RuntimeReady")
+    degraded = next(cond for cond in status.conditions if cond.type == "Degraded")
+    assert degraded.message == f"Cannot resolve family/sd: 503; still serving {RUNTIME.image}"
+
+
+TARGET = RuntimeStatus("projects/p1234/global/images/sd-2", "sha256:def", "sd-2-5e6f7a8b")
+
+
+def rolling(*, ready: int, updated: int, paused: bool = False) -> RolloutStatus:
+    return RolloutStatus(TARGET, paused, NodeCounts(ready=ready), NodeCounts(ready=2), updated)
+
+
+@pytest.mark.parametrize(
+    ("rollout", "status", "reason", "message"),
+    [
+        (rolling(ready=1, updated=0), TRUE, st.REASON_PROVISIONING_TARGET, "ready on 1 of 2 matching nodes"),
+        (rolling(ready=2, updated=1), TRUE, st.REASON_ROLLING_RUNTIME, "1/2 replicas on runtime sd-2"),
+        (rolling(ready=2, updated=1, paused=True), FALSE, st.REASON_ROLLOUT_PAUSED, "paused: 1/2 replicas"),
+    ],
+)
+def test_a_rollout_says_where_it_stands(
+    rollout: RolloutStatus, status: ConditionStatus, reason: str, message: str
+) -> None:
+    new = st.aggregate_status(
+        name="sd",
+        generation=3,
+        desired_replicas=2,
+        deployment=READY2,
+        disks=[disk("n1", Phase.READY), disk("n2", Phase.READY)],
+        matching_nodes=2,
+        runtime=RUNTIME,
+        previous=(),
+        now=NOW,
+        rollout=rollout,
+    )
+    progressing = next(x for x in new.conditions if x.type == st.PROGRESSING)
+    assert (progressing.status, progressing.reason) == (status, reason)
+    assert message in progressing.message
+    written = new.to_dict()
+    assert written["runtime"]["runtimeId"] == RUNTIME.runtime_id  # the served runtime until the end
+    assert parse_rollout_status(written["rollout"]) == rollout
+
+
+def test_rollout_events_at_start_progress_and_end() -> None:
+    start = st.rollout_events(None, rolling(ready=0, updated=0), RUNTIME.runtime_id)
+    assert [e.reason for e in start] == ["RolloutStarted"]
+    assert st.rollout_events(rolling(ready=2, updated=0), rolling(ready=2, updated=0), "x") == []
+    progress = st.rollout_events(rolling(ready=2, updated=0), rolling(ready=2, updated=1), "x")
+    assert [(e.reason, e.message) for e in progress] == [
+        ("RolloutProgress", f"1 replicas on runtime {TARGET.runtime_id}")
+    ]
+    end = st.rollout_events(rolling(ready=2, updated=2), None, TARGET.runtime_id)
+    assert [(e.reason, e.message) for e in end] == [
+        ("RolloutComplete", f"Serving runtime {TARGET.runtime_id}")
+    ]
+    back = st.rollout_events(rolling(ready=2, updated=1), None, RUNTIME.runtime_id)
+    assert [e.reason for e in back] == ["RolloutRolledBack"]

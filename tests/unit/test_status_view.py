@@ -6,6 +6,9 @@ import json
 import xml.etree.ElementTree as ET
 from typing import Any
 
+import pytest
+
+from sdworker import status_view
 from sdworker.status_view import render, render_svg, summarize, table, timeline
 
 
@@ -145,3 +148,20 @@ def test_disk_source_from_the_name() -> None:
     shared = rd("gpu-4", "Attaching")
     shared["spec"]["diskName"] = "sdws-abc-rt1"
     assert timeline(shared)["diskSource"] == "shared"
+
+
+@pytest.mark.parametrize(
+    ("value", "plus", "shown"),
+    [
+        (13.14, True, "+13.1s"),
+        (-13.14, True, "-13.1s"),
+        (0.0, True, "+0.0s"),
+        (150.0, False, "150s"),
+        (None, True, "-"),
+    ],
+)
+def test_offsets_before_the_node_registered_are_negative_not_plus_minus(
+    value: float | None, plus: bool, shown: str
+) -> None:
+    """A disk made for a NodeClaim is ready before its node registers: "-13.1s", never "+-13.1s"."""
+    assert status_view._secs(value, plus=plus) == shown

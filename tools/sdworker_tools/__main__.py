@@ -2,7 +2,7 @@
 
 ``sdworker-dev build``                  build (or find cached) control-plane binaries
 ``sdworker-dev cluster up [options]``   run a control plane with kwok GPU nodes until Ctrl-C
-``sdworker-dev demo [options]``         the whole system with a scripted scale-out (sdworker_tools.demo)
+``sdworker-dev demo [options]``         the whole system, scaled by Karpenter (sdworker_tools.demo)
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ SERVICE_CIDR = "10.0.0.0/24"
 POD_CIDR = "10.244.0.0/16"
 START_TIMEOUT = 120.0
 WORKDIR_PREFIX = "sdworker-cluster-"
+# kwok's upstream pod stages with SD pods (label sdworker.dev/sdworker) left out: the pod runner
+# (sdworker_tools.podrunner) plays the kubelet for those. Node and lease stages come with the binary.
+POD_STAGES = Path(__file__).resolve().parent.parent / "testcluster" / "stages"
 _OWNER_FILE = "owner.pid"
 
 
@@ -186,6 +189,12 @@ class LocalCluster:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout if result.returncode == 0 else result.stderr
 
+    def client_kubeconfig(self, name: str, *, common_name: str, organizations: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig with its own client certificate, for another rig component (e.g. Karpenter)."""
+        return self._write_client_kubeconfig(
+            name, self._pki.issue(name, common_name=common_name, organizations=organizations)
+        )
+
     def write_token_kubeconfig(self, path: Path, token: str, user: str = "token-user") -> Path:
         """A kubeconfig that authenticates with a bearer token (e.g. a ServiceAccount's)."""
         path.write_text(yaml.safe_dump(self._kubeconfig_doc(user, {"token": token})))
@@ -284,6 +293,14 @@ class LocalCluster:
         proc = procs.Process(name, argv, self.workdir / "logs" / f"{name}.log")
         self._procs.append(proc)
         return proc
+
+    def _kwok_stages(self) -> list[Path]:
+        assert self.binaries is not None
+        node_stages = [s for s in self.binaries.stages if not s.name.startswith("pod-")]
+        pod_stages = sorted(POD_STAGES.glob("pod-*.yaml"))
+        if not pod_stages:
+            raise FileNotFoundError(f"no kwok pod stages in {POD_STAGES}")
+        return [*node_stages, *pod_stages]
 
     def _wait_healthy(self, proc: procs.Process, url: str, *, tls: bool = True) -> None:
         context: ssl.SSLContext | None = None
@@ -415,8 +432,9 @@ class LocalCluster:
             [
                 self._bin("kwok"),
                 f"--kubeconfig={self._kubeconfigs['kwok']}",
-                # v0.8.0 has no built-in stages: node-initialize, lease heartbeat, pod ready/complete/delete.
-                "--config=" + ",".join(str(s) for s in self.binaries.stages),
+                # v0.8.0 has no built-in stages: node-initialize and lease heartbeat shipped with the
+                # binary, pod ready/complete/delete from the repo (they skip SD pods).
+                "--config=" + ",".join(str(s) for s in self._kwok_stages()),
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--manage-nodes-with-label-selector=",

@@ -1,134 +1,96 @@
 """``sdworker-dev demo``: the whole system on one machine, from nothing to SD replicas on runtime-ready nodes.
 
-What runs, all real except the nodes' kubelets (kwok) and Google's API (the compute API simulator):
+What runs, all real except the nodes' kubelets (kwok; the pod runner for SD pods) and Google's API (the
+compute API simulator; Karpenter's GCE-shaped provider launches its instances there):
 
-1. the control plane (``LocalCluster``: etcd, kube-apiserver, controller-manager, scheduler, kwok);
+1. the control plane (``LocalCluster``: etcd, kube-apiserver, controller-manager, scheduler, kwok) and the
+   pod runner, which runs every SD pod as a real process (``sdworker_tools.podrunner``);
 2. the compute API simulator with a latency profile (``fast`` or ``realistic``, its figures printed);
-3. the runtime disk image, built by the real builder from ``examples/runtime-tree`` (cached by content)
-   and registered in the simulator under the family ``examples/sdworker.yaml`` names;
-4. the CRDs, the operator process (``python -m sdworker run`` with the GCE provider against the simulator)
-   and ``examples/sdworker.yaml`` (adapted: replicas = nodes, the warm pool size asked for);
-5. the node agent's DaemonSet, RBAC and admission policy from ``daemonset/manifests`` (kwok runs its pods);
-6. a **scripted scale-out**: N kwok GPU nodes with the startup taint (each with its simulator VM) join one
-   after another. When the DaemonSet's pod runs on a node, an agent process starts for it with that pod's
-   identity (a ServiceAccount token bound to the pod, so the real RBAC and admission policy apply), as the
-   pod's container would. The real cluster-autoscaler driving the scale-out is not wired in yet; the output
-   says so.
+3. the runtime disk image: the example tree with the faithful stand-in webui (``demo_image``), built with
+   ``sdworker image build`` and published with ``sdworker image publish`` into the family
+   ``examples/sdworker.yaml`` follows (both cached by content);
+4. Karpenter (``--autoscaler karpenter``, the default; ``sdworker_tools.karpenter``) with the rig's GPU
+   NodePool, whose ``startupTaints`` carry our startup taint;
+5. the CRDs, the operator process (``python -m sdworker run`` with the GCE provider against the simulator;
+   ``--no-preprovision`` turns off making disks before nodes) and ``examples/sdworker.yaml`` (adapted:
+   the warm pool size asked for);
+6. the node agent's DaemonSet, RBAC and admission policy from ``daemonset/manifests`` (kwok runs its pods);
+7. the **scale-out**: ``replicas`` goes from 0 to N; the SD pods stay Pending, Karpenter turns them into
+   NodeClaims, simulator instances and kwok Nodes with the startup taint (``demo_autoscale``); the
+   operator makes each node's RuntimeDisk (from the NodeClaim, before the node registers). When the
+   DaemonSet's pod runs on a node, an agent process starts for it with that pod's identity (a
+   ServiceAccount token bound to the pod, so the real RBAC and admission policy apply), as the pod's
+   container would; it mounts, verifies and removes the taint. ``--autoscaler scripted`` is the fallback:
+   the script joins N nodes itself, and says so;
+8. the **scale-in** (``--ci`` or ``--scale-in``, Karpenter only): ``replicas`` 0, Karpenter consolidates
+   the emptied nodes, their instances and disks go, every RuntimeDisk and its finalizers are released.
 
-Progress lines show nodes joined, RuntimeDisks per phase and SD pods ready; the end is the per-node
-cold-start timeline (``sdworker.status_view``). Everything is removed on exit, error or Ctrl-C: agents
-(then their mounts), the operator, the simulator (its loop devices), the control plane, the work dir.
+SD pods become Ready only when their readiness probe passes on the real process (the model loaded); then
+each is asked, through its port, what a user would ask (``journey.check_serving``).
+
+Progress lines show NodeClaims and nodes, RuntimeDisks per phase and SD pods ready; then the per-node
+cold-start timeline (``sdworker.status_view``) and node registered -> runtime Ready. Everything is
+removed on exit, error or Ctrl-C: Karpenter, agents (then their mounts), the operator, the simulator
+(its loop devices), the control plane, the work dir.
 ``--ci`` exits by itself, with 0 only if every SD replica became Ready on a node whose RuntimeDisk was
-Ready first.
+Ready first, each answered as a user expects, and (Karpenter) the scale-in left nothing behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
-import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 from kubernetes import client, config
 
-from sdworker import manifest as runtime_manifest
-from sdworker import status_view
 from sdworker.api import constants as c
-from sdworker_agent import mountinfo
 from sdworker_tools import procs
 from sdworker_tools.binaries import ensure_built
-from sdworker_tools.chart_png import render_png
-from sdworker_tools.cluster import LocalCluster, free_port
+from sdworker_tools.cluster import LocalCluster
 from sdworker_tools.computesim import ComputeSim, SimConfig
 from sdworker_tools.computesim.latency import profile
-from sdworker_tools.nodes import Taint
+from sdworker_tools.demo_agents import AGENT_NAMESPACE, Agents
+from sdworker_tools.demo_autoscale import (
+    ScaleIn,
+    ScriptedNodes,
+    describe_registration,
+    first_seen,
+    karpenter_nodes,
+    karpenter_progress,
+    scale_in,
+)
+from sdworker_tools.demo_image import build_image, publish_image, standin_tree
+from sdworker_tools.demo_report import metrics_summary, pod_ready, serving_report, timeline, verify
+from sdworker_tools.journey import Credentials
+from sdworker_tools.karpenter import Karpenter
 from sdworker_tools.operator_proc import OperatorProcess
+from sdworker_tools.podrunner import PodRunner
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "sdworker-demo"  # examples/sdworker.yaml's runtime image project and family
 FAMILY = "sd-runtime"
 ZONE = "us-central1-a"
 CLUSTER_NAME = "demo"
-STARTUP_TAINT = Taint(c.STARTUP_TAINT_KEY, c.STARTUP_TAINT_VALUE, c.STARTUP_TAINT_EFFECT)
-GPU_TAINT = Taint(c.GPU_RESOURCE, "present", "NoSchedule")
+SDWORKER = ("default", "sd-webui")  # examples/sdworker.yaml's namespace and name
 DEMO_PREFIX = "sdworker-demo-"
-AGENT_NAMESPACE = "sdworker-system"  # daemonset/manifests' namespace
-AGENT_SERVICE_ACCOUNT = "sdworker-agent"
 Json = dict[str, Any]
-
-
-class Interrupted(Exception):  # noqa: N818 - a control signal
-    pass
 
 
 def say(message: str) -> None:
     print(message, flush=True)
 
 
-def _env_with(path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(path), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
-# --- the runtime image ------------------------------------------------------------------------------
-
-
-def tree_hash(tree: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(tree.rglob("*")):
-        rel = path.relative_to(tree).as_posix()
-        if path.is_symlink():
-            h.update(f"L {rel} {os.readlink(path)}\n".encode())
-        elif path.is_file():
-            h.update(f"F {rel} {hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
-    builder = REPO / "images" / "sdworker_images"
-    for path in sorted(builder.rglob("*.py")):
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def build_image(tree: Path) -> tuple[Path, str]:
-    """``disk.raw`` and its content digest, built once per tree content (and builder version)."""
-    cache = Path(os.environ.get("SDWORKER_CACHE", Path.home() / ".cache" / "sdworker")) / "demo-runtime"
-    out = cache / tree_hash(tree)
-    manifest_file = out / runtime_manifest.MANIFEST_NAME
-    if not (out / "disk.raw").is_file() or not manifest_file.is_file():
-        say(f"[image] building the runtime disk image from {tree.relative_to(REPO)} (cached in {out})")
-        shutil.rmtree(out, ignore_errors=True)
-        argv = [sys.executable, "-m", "sdworker_images", "build", "--from-dir", str(tree), "--out", str(out)]
-        procs.run([*argv, "--no-pack", "--quiet"], env=_env_with(REPO / "images"), timeout=600)
-    else:
-        say(f"[image] runtime disk image cached: {out}")
-    digest = runtime_manifest.Manifest.from_json(manifest_file.read_bytes()).digest
-    return out / "disk.raw", digest
-
-
 # --- processes ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Agent:
-    node: str
-    host_root: Path
-    proc: procs.Process
-    port: int
 
 
 @dataclass
@@ -141,11 +103,20 @@ class Demo:
     timeout: float
     workdir: Path
     chart: Path | None = None
+    autoscaler: str = "karpenter"  # karpenter | scripted
+    scale_in_too: bool = False  # --scale-in: scale in after the scale-out (always with --ci)
+    preprovision: bool = True
+    boot_s: float | None = None  # Karpenter's VM boot time; None: the latency profile's
     cluster: LocalCluster | None = None
     sim: ComputeSim | None = None
+    karpenter: Karpenter | None = None
+    scripted: ScriptedNodes | None = None
     operator: OperatorProcess | None = None
     operator_metrics_port: int = 0
-    agents: list[Agent] = field(default_factory=list)
+    agents: Agents | None = None
+    runner_log: TextIO | None = None
+    runner: PodRunner | None = None
+    credentials: Credentials | None = None
     api: client.ApiClient | None = None
     joined: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
@@ -158,9 +129,23 @@ class Demo:
         self.cluster = LocalCluster(binaries=binaries, log=say)
         self.cluster.start()
         self.api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))
+        (self.workdir / "hosts").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        self.runner_log = runner_log = (self.workdir / "logs" / "podrunner.log").open("a", buffering=1)
+        self.runner = PodRunner(
+            self.cluster.kubeconfig,
+            hosts_dir=self.workdir / "hosts",
+            log=lambda line: print(line, file=runner_log),
+        )
+        self.runner.start()
+        say(
+            "[pods] pod runner started: SD pods run as real processes (own mount and network namespaces, "
+            "the kubelet's volume, user and probe rules); kwok fakes every other pod"
+        )
 
         lat = profile(self.latency)
         self.sim = ComputeSim(SimConfig(latency=self.latency, seed=1)).start()
+        self.agents = Agents(self.cluster, self.sim, self.api, self.workdir, say)
         ops = lat.operations
         say(
             f"[cloud] compute API simulator on {self.sim.endpoint}, latency profile '{self.latency}': "
@@ -171,13 +156,32 @@ class Demo:
             f"detach {ops.get('instances.detachDisk', lat.default_s):g}s, jitter ±{lat.jitter * 100:.0f}%, "
             f"API call {lat.call_write_s:g}s write / {lat.call_read_s:g}s read; state {self.sim.state_dir}"
         )
-        raw, digest = build_image(REPO / "examples" / "runtime-tree")
-        image_name = f"sd-runtime-{digest.removeprefix('sha256:')[:12]}"
-        self.sim.register_image(
-            image_name, raw, project=PROJECT, family=FAMILY, description=f"sdworker-digest={digest}"
-        )
-        say(f"[image] registered projects/{PROJECT}/global/images/{image_name} (family {FAMILY}), {digest}")
+        build_dir, digest = build_image(standin_tree(), log=say)
+        image = publish_image(build_dir, self.sim, project=PROJECT, family=FAMILY)
+        say(f"[image] published {image} (family {FAMILY}) with sdworker image publish, {digest}")
 
+        if self.autoscaler == "karpenter":
+            self.karpenter = Karpenter(
+                self.cluster,
+                self.sim,
+                self.workdir / "logs",
+                project=PROJECT,
+                cluster_name=CLUSTER_NAME,
+                boot_s=self.boot_s,
+                consolidate_after="0s" if self.latency == "fast" else None,
+            ).start()
+            pool = next(d for d in self.karpenter.config if d["kind"] == "NodePool")
+            say(
+                f"[karpenter] {self.karpenter.build.version if self.karpenter.build else ''} running "
+                f"(log {self.workdir / 'logs' / 'karpenter.log'}): NodePool {pool['metadata']['name']}, "
+                f"startupTaints {[t['key'] for t in self.karpenter.startup_taints]}, consolidation "
+                f"{pool['spec']['disruption']['consolidationPolicy']} after "
+                f"{pool['spec']['disruption']['consolidateAfter']}, VM boot {self.karpenter.boot_s:g}s"
+            )
+        else:
+            self.scripted = ScriptedNodes(
+                self.cluster, self.sim, self.nodes, self.interval, ZONE, PROJECT, say
+            )
         crds = REPO / "crds"
         self.cluster.kubectl("apply", "--server-side", "-f", str(crds))
         self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
@@ -188,115 +192,48 @@ class Demo:
             self.cluster.kubectl("apply", "--server-side", "-f", str(manifests / name))
         say(f"[agent] DaemonSet, RBAC and admission policy from daemonset/manifests in {AGENT_NAMESPACE}")
 
-        self.operator = OperatorProcess(
-            self.cluster,
-            self.workdir / "logs",
-            [
-                "--cloud=gce",
-                f"--compute-endpoint={self.sim.endpoint}",
-                "--anonymous-credentials",
-                f"--cluster-name={CLUSTER_NAME}",
-                "--resync-seconds=10",
-            ],
-            verbose=False,
-        )
-        self.operator.start()
-        self.operator_metrics_port = self.operator.metrics_port
-        say(
-            f"[operator] running (pid {self.operator.pid}); metrics on "
-            f"http://127.0.0.1:{self.operator_metrics_port}/metrics; log {self.operator.log_path}"
-        )
+        self.start_operator()
 
-        self.cluster.kubectl("apply", "-f", str(REPO / "examples" / "webui-auth-secret.yaml"))
+        secret_file = REPO / "examples" / "webui-auth-secret.yaml"
+        self.cluster.kubectl("apply", "-f", str(secret_file))
+        self.credentials = Credentials.from_secret(yaml.safe_load(secret_file.read_text()))
         sdw = yaml.safe_load((REPO / "examples" / "sdworker.yaml").read_text())
-        sdw["spec"]["replicas"] = self.nodes  # one replica per GPU node
+        # One replica per GPU node; with an autoscaler, replicas rise from 0 when the scale-out starts.
+        replicas = self.nodes if self.scripted else 0
+        sdw["spec"]["replicas"] = replicas
         sdw["spec"]["runtime"]["warmPool"] = {"size": self.warm_pool}
         self.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(sdw))
         say(
-            f"[sdworker] applied examples/sdworker.yaml (replicas {self.nodes}, warm pool {self.warm_pool}, "
+            f"[sdworker] applied examples/sdworker.yaml (replicas {replicas}, warm pool {self.warm_pool}, "
             f"runtime {sdw['spec']['runtime']['image']}, nodes {sdw['spec']['nodeSelector']})"
         )
 
-    # --- nodes and agents ----------------------------------------------------------------------------
-
-    def add_node(self, index: int) -> None:
+    def start_operator(self, preprovision: bool | None = None) -> None:
+        """(Re)start the operator; ``preprovision`` changes whether it makes disks before nodes."""
         assert self.cluster is not None
         assert self.sim is not None
-        name = f"gpu-node-{index}"
+        if preprovision is not None:
+            self.preprovision = preprovision
+        args = [
+            "--cloud=gce",
+            f"--compute-endpoint={self.sim.endpoint}",
+            "--anonymous-credentials",
+            f"--cluster-name={CLUSTER_NAME}",
+            "--resync-seconds=10",
+            "--preprovision" if self.preprovision else "--no-preprovision",
+        ]
+        if self.operator is None:
+            self.operator = OperatorProcess(self.cluster, self.workdir / "logs", args, verbose=False)
+        else:
+            self.operator.stop()  # a restart logs to its own file (operator-<n>.log)
+            self.operator.extra_args = args
+        self.operator.start()
+        self.operator_metrics_port = self.operator.metrics_port
         say(
-            f"[scale-out] SCRIPTED (not the cluster-autoscaler): node {index + 1}/{self.nodes} {name} "
-            f"joins {ZONE} with the startup taint"
+            f"[operator] running (pid {self.operator.pid}; disks before nodes "
+            f"{'on' if self.preprovision else 'off'}); metrics on "
+            f"http://127.0.0.1:{self.operator_metrics_port}/metrics; log {self.operator.log_path}"
         )
-        self.sim.create_instance(name, zone=ZONE, project=PROJECT)
-        self.cluster.add_gpu_node(
-            name, zone=ZONE, project=PROJECT, taints=(STARTUP_TAINT, GPU_TAINT), wait_ready=False
-        )
-        self.joined[name] = time.monotonic()
-
-    def start_agents(self) -> None:
-        """An agent process for every joined node whose DaemonSet pod runs, with that pod's identity."""
-        assert self.api is not None
-        assert self.cluster is not None
-        have = {a.node for a in self.agents}
-        waiting = [n for n in self.joined if n not in have]
-        if not waiting:
-            return
-        core = client.CoreV1Api(self.api)
-        pods = core.list_namespaced_pod(
-            AGENT_NAMESPACE, label_selector="app.kubernetes.io/name=sdworker-agent"
-        )
-        for pod in pods.items:
-            node = pod.spec.node_name
-            if node not in waiting or pod.status.phase != "Running":
-                continue
-            token = core.create_namespaced_service_account_token(
-                AGENT_SERVICE_ACCOUNT,
-                AGENT_NAMESPACE,
-                {
-                    "spec": {
-                        "audiences": [],
-                        "expirationSeconds": 3600,
-                        "boundObjectRef": {
-                            "apiVersion": "v1",
-                            "kind": "Pod",
-                            "name": pod.metadata.name,
-                            "uid": pod.metadata.uid,
-                        },
-                    }
-                },
-            ).status.token
-            kubeconfig = self.cluster.write_token_kubeconfig(
-                self.workdir / f"agent-{node}.kubeconfig", token, user=f"agent-{node}"
-            )
-            self.start_agent(node, kubeconfig)
-            say(
-                f"[agent] {node}: DaemonSet pod {pod.metadata.name} running; agent started "
-                f"with a token bound to it"
-            )
-
-    def start_agent(self, node: str, kubeconfig: Path) -> None:
-        """The agent process for ``node``, as the container of the DaemonSet's pod there."""
-        assert self.sim is not None
-        host_root = self.workdir / "hosts" / node
-        host_root.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        proc = procs.Process(
-            f"agent-{node}",
-            [
-                sys.executable,
-                "-m",
-                "sdworker_agent",
-                f"--node-name={node}",
-                f"--kubeconfig={kubeconfig}",
-                f"--dev-root={self.sim.dev_root(node)}",
-                f"--host-root={host_root}",
-                f"--health-address=127.0.0.1:{port}",
-                "--resync-seconds=10",
-            ],
-            self.workdir / "logs" / f"agent-{node}.log",
-            env=_env_with(REPO / "daemonset"),
-        )
-        self.agents.append(Agent(node, host_root, proc, port))
 
     # --- observing -----------------------------------------------------------------------------------
 
@@ -318,106 +255,115 @@ class Demo:
             any(t["key"] == c.STARTUP_TAINT_KEY for t in (n.get("spec") or {}).get("taints") or [])
             for n in nodes
         )
-        ready = sum(_pod_ready(p) is not None for p in pods)
+        ready = sum(pod_ready(p) is not None for p in pods)
         disks = ", ".join(f"{k} {v}" for k, v in sorted(phases.items())) or "none yet"
+        source = (
+            karpenter_progress(self.karpenter, nodes)
+            if self.karpenter is not None
+            else f"nodes joined (scripted) {len(self.joined)}/{self.nodes}"
+        )
         return (
-            f"nodes joined {len(self.joined)}/{self.nodes} (gated {gated}) | RuntimeDisks: {disks} | "
+            f"{source} (gated {gated}) | RuntimeDisks: {disks} | "
             f"SD pods ready {ready}/{self.nodes} (of {len(pods)})"
         )
 
-    def run(self) -> bool:
-        self.start()
-        next_node, next_at = 0, time.monotonic()
+    def set_replicas(self, replicas: int) -> None:
+        assert self.api is not None
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
+            c.GROUP, c.VERSION, SDWORKER[0], c.SDWORKER_PLURAL, SDWORKER[1], {"spec": {"replicas": replicas}}
+        )
+
+    def observe_nodes(self) -> None:
+        """Nodes the autoscaler made (or the script adds now): each gets its agent once its pod runs."""
+        if self.scripted is not None:
+            first_seen(self.joined, self.scripted.step())
+        elif self.api is not None:
+            for name in first_seen(self.joined, karpenter_nodes(client.CoreV1Api(self.api))):
+                say(f"[scale-out] Karpenter: node {name} registered with the startup taint")
+
+    def scale_out(self) -> bool:
+        """Bring ``nodes`` SD replicas up (raising replicas for Karpenter); True when all are Ready."""
+        if self.karpenter is not None:
+            self.set_replicas(self.nodes)
+            say(f"[scale-out] replicas 0 -> {self.nodes}: SD pods Pending until Karpenter's nodes are ready")
         last = ""
-        deadline = time.monotonic() + self.timeout
-        scale_started = time.monotonic()
+        started = time.monotonic()
+        deadline = started + self.timeout
         while True:
-            now = time.monotonic()
-            if next_node < self.nodes and now >= next_at:
-                self.add_node(next_node)
-                next_node += 1
-                next_at = now + self.interval
-            self.start_agents()
-            for agent in self.agents:
-                if not agent.proc.alive():
-                    raise RuntimeError(f"the agent of {agent.node} exited:\n{agent.proc.log_tail(30)}")
+            self.observe_nodes()
+            assert self.agents is not None
+            self.agents.start_for(self.joined)
+            self.agents.check_alive()
             if self.operator is not None and not self.operator.alive():
                 raise RuntimeError(f"the operator exited:\n{self.operator.log_tail(40)}")
+            if self.karpenter is not None and self.karpenter.proc and not self.karpenter.proc.alive():
+                raise RuntimeError(f"karpenter exited:\n{self.karpenter.log_tail(40)}")
             sdws, rds, pods, nodes = self.objects()
             line = self.progress(rds, pods, nodes)
             if line != last:
-                say(f"[{time.monotonic() - scale_started:6.1f}s] {line}")
+                say(f"[{time.monotonic() - started:6.1f}s] {line}")
                 last = line
-            if next_node == self.nodes and self.done(sdws, rds, pods):
-                break
-            if now > deadline:
+            if (self.scripted is None or self.scripted.finished) and self.done(sdws, rds, pods):
+                say(f"[scale-out] {self.nodes} replicas Ready in {time.monotonic() - started:.1f}s")
+                return True
+            if time.monotonic() > deadline:
                 say(f"[demo] not done after {self.timeout:.0f}s")
-                break
+                return False
             time.sleep(0.5)
-        sdws, rds, pods, nodes = self.objects()
-        self.show_timeline(sdws, rds)
-        for line in self.metrics_summary():
+
+    def report(self) -> tuple[bool, list[str]]:
+        """The timeline, the metrics and the checks of the replicas now Ready."""
+        sdws, rds, pods, _ = self.objects()
+        self.show_timeline(sdws, rds, pods)
+        for line in metrics_summary(self.operator_metrics_port):
             say(f"[metrics] {line}")
+        mode = "on" if self.preprovision else "off"
+        timing = describe_registration(rds, self.agents.started() if self.agents else {})
+        say(f"[timing] {timing} (disks before nodes {mode})")
         ok, report = verify(rds, pods, self.nodes)
+        served, serving = self.check_serving(pods)
+        return ok and served, [*report, *serving]
+
+    def scale_in(self) -> ScaleIn:
+        """replicas 0 -> Karpenter consolidates -> nothing left; the agents of the nodes gone stop."""
+        assert self.api is not None
+        assert self.karpenter is not None
+        result = scale_in(self.api, self.karpenter, SDWORKER, project=PROJECT, timeout=self.timeout, say=say)
+        if self.agents is not None:
+            self.agents.retire_all_but(karpenter_nodes(client.CoreV1Api(self.api)))
+        return result
+
+    def run(self) -> bool:
+        self.start()
+        started = time.monotonic()
+        ok = self.scale_out()
+        ok, report = self.report() if ok else (False, ["scale-out not done"])
+        if self.karpenter is not None and (self.ci or self.scale_in_too):
+            out = self.scale_in()
+            ok, report = ok and out.ok, [*report, *out.report]
         say("")
         for line in report:
             say(f"[check] {line}")
+        how = "Karpenter" if self.karpenter is not None else "SCRIPTED fallback"
         say(
-            f"[demo] {'PASS' if ok else 'FAIL'}: scale-out of {self.nodes} nodes "
-            f"in {time.monotonic() - scale_started:.1f}s"
+            f"[demo] {'PASS' if ok else 'FAIL'}: scale-out of {self.nodes} replicas ({how}) "
+            f"in {time.monotonic() - started:.1f}s"
         )
         return ok
 
-    def show_timeline(self, sdws: list[Json], rds: list[Json]) -> None:
-        model = status_view.summarize(sdws, rds)
-        say("")
-        say(status_view.render(model))
-        if self.chart is not None:
-            if self.chart.suffix == ".svg":
-                self.chart.parent.mkdir(parents=True, exist_ok=True)
-                self.chart.write_text(status_view.render_svg(model))
-            else:
-                render_png(model, self.chart)
-            say(f"[chart] the timeline as a picture: {self.chart.resolve()}")
+    def check_serving(self, pods: list[Json]) -> tuple[bool, list[str]]:
+        """Each Ready SD pod, through its port: ready with the model; API and UI behind credentials."""
+        if self.runner is None or self.credentials is None:
+            return False, ["no pod runner"]
+        return serving_report(self.runner.forward, pods, self.credentials)
 
-    def metrics_summary(self) -> list[str]:
-        """A few figures from the operator's /metrics, to show where they come from."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.operator_metrics_port}/metrics", timeout=5
-            ) as resp:
-                text = resp.read().decode()
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
-            return [f"cannot scrape the operator: {err}"]
-        values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        for fam in text_string_to_metric_families(text):
-            for sample in fam.samples:
-                values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-
-        def mean(name: str, **labels: str) -> str:
-            key = tuple(sorted(labels.items()))
-            count = values.get((f"{name}_count", key), 0.0)
-            return f"{values.get((f'{name}_sum', key), 0.0) / count:.2f}s (n={count:g})" if count else "-"
-
-        calls = Counter[str]()
-        for (name, labels), value in values.items():
-            if name == "sdworker_cloud_calls_total":
-                calls[f"{dict(labels)['method']}={dict(labels)['outcome']}"] += int(value)
-        phase = "sdworker_phase_duration_seconds"
-        waited = values.get(("sdworker_cloud_write_wait_seconds_total", ()), 0.0)
-        return [
-            f"operator http://127.0.0.1:{self.operator_metrics_port}/metrics: "
-            f"{phase} mean create {mean(phase, phase='create')}, attach {mean(phase, phase='attach')}; "
-            f"sdworker_node_ready_seconds mean {mean('sdworker_node_ready_seconds')}",
-            "sdworker_cloud_calls_total: " + ", ".join(f"{k} {v}" for k, v in sorted(calls.items())),
-            f"sdworker_cloud_write_wait_seconds_total {waited:.2f}",
-        ]
+    def show_timeline(self, sdws: list[Json], rds: list[Json], pods: list[Json] | None = None) -> None:
+        for line in timeline(sdws, rds, pods or [], self.chart):
+            say(line)
 
     def done(self, sdws: list[Json], rds: list[Json], pods: list[Json]) -> bool:
         ready_disks = [rd for rd in rds if (rd.get("status") or {}).get("phase") == "Ready"]
-        ready_pods = [p for p in pods if _pod_ready(p) is not None]
+        ready_pods = [p for p in pods if pod_ready(p) is not None]
         return len(ready_disks) >= self.nodes and len(ready_pods) >= self.nodes
 
     # --- tear-down -----------------------------------------------------------------------------------
@@ -427,12 +373,14 @@ class Demo:
             "[cleanup] stopping the agents, unmounting, stopping the operator, the simulator "
             "and the control plane"
         )
-        for agent in self.agents:
-            agent.proc.stop()
-        # Agents never unmount when they stop (pods keep using the runtime); the demo's hosts go away.
-        for agent in self.agents:
-            for m in sorted(_mounts_under(agent.host_root), key=lambda m: -m.mount_id):
-                procs.run(["umount", m.mount_point], check=False)
+        if self.karpenter is not None:
+            self.karpenter.stop()  # no launches or deletions while the rest goes
+        if self.runner is not None:
+            self.runner.stop()  # the SD pods' processes first: they use the runtimes the agents mounted
+        if self.runner_log is not None:
+            self.runner_log.close()
+        if self.agents is not None:
+            self.agents.retire_all_but(())
         if self.operator is not None:
             self.operator.stop()
         if self.api is not None:
@@ -441,93 +389,9 @@ class Demo:
             self.sim.stop()  # detaches and frees every loop device
         if self.cluster is not None:
             self.cluster.stop()
-        left = [m.mount_point for a in self.agents for m in _mounts_under(a.host_root)]
+        left = self.agents.left_mounted() if self.agents is not None else []
         shutil.rmtree(self.workdir, ignore_errors=True)
         say("[cleanup] done" + (f"; still mounted: {left}" if left else "; nothing left behind"))
-
-
-def _mounts_under(root: Path) -> list[mountinfo.Mount]:
-    prefix = str(root.resolve()) + "/"
-    table = mountinfo.parse(Path("/proc/self/mountinfo").read_bytes())
-    return [m for m in table if m.mount_point.startswith(prefix)]
-
-
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def _pod_ready(pod: Json) -> datetime | None:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready" and cond.get("status") == "True":
-            return _time(cond.get("lastTransitionTime")) or datetime.min
-    return None
-
-
-def _scheduled(pod: Json) -> datetime | None:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "True":
-            return _time(cond.get("lastTransitionTime"))
-    return None
-
-
-def verify(rds: list[Json], pods: list[Json], replicas: int) -> tuple[bool, list[str]]:
-    """Every SD replica Ready, each on a node whose RuntimeDisk was Ready before the pod was placed there."""
-    ready_at: dict[str, datetime] = {}
-    for rd in rds:
-        status = rd.get("status") or {}
-        if status.get("phase") != "Ready":
-            continue
-        timings = status.get("timings") or {}
-        moments = [_time(timings.get(k)) for k in ("attached", "mounted", "verified", "prefetched")]
-        ready_at[rd["spec"]["nodeName"]] = max(m for m in moments if m is not None)
-    report, ok = [], True
-    ready_pods = [p for p in pods if _pod_ready(p) is not None]
-    if len(ready_pods) < replicas:
-        ok = False
-        report.append(f"only {len(ready_pods)}/{replicas} SD replicas Ready")
-    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
-        name, node = pod["metadata"]["name"], (pod.get("spec") or {}).get("nodeName") or "-"
-        ready, scheduled = _pod_ready(pod), _scheduled(pod)
-        disk = ready_at.get(node)
-        if ready is None:
-            ok = False
-            report.append(f"{name} on {node}: not Ready")
-        elif disk is None:
-            ok = False
-            report.append(f"{name} on {node}: Ready, but the node's RuntimeDisk is not Ready")
-        elif scheduled is None or scheduled < disk:
-            ok = False
-            report.append(f"{name} on {node}: placed at {scheduled} before its runtime was Ready at {disk}")
-        else:
-            report.append(
-                f"{name} on {node}: runtime Ready {disk:%H:%M:%S}, pod placed {scheduled:%H:%M:%S}, "
-                f"Ready {ready:%H:%M:%S}"
-            )
-    return ok, report
-
-
-@contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """Cleanup must finish even if Ctrl-C is pressed again."""
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -536,14 +400,33 @@ def main(args: argparse.Namespace) -> int:
     interval = args.interval if args.interval is not None else (1.0 if args.latency == "fast" else 5.0)
     timeout = args.timeout if args.timeout is not None else (120.0 if args.latency == "fast" else 300.0)
     workdir = Path(tempfile.mkdtemp(prefix=DEMO_PREFIX))
-    demo = Demo(args.nodes, args.latency, args.warm_pool, args.ci, interval, timeout, workdir, args.chart)
+    if args.boot_seconds is not None and args.boot_seconds < 0:
+        raise SystemExit("--boot-seconds must be >= 0")
+    demo = Demo(
+        args.nodes,
+        args.latency,
+        args.warm_pool,
+        args.ci,
+        interval,
+        timeout,
+        workdir,
+        args.chart,
+        autoscaler=args.autoscaler,
+        scale_in_too=args.scale_in,
+        preprovision=args.preprovision,
+        boot_s=args.boot_seconds,
+    )
+    how = (
+        "Scale-out through Karpenter (pending SD pods -> NodeClaims -> instances -> nodes)"
+        if args.autoscaler == "karpenter"
+        else "Scale-out is the SCRIPTED fallback (nodes are added by this script, not by an autoscaler)"
+    )
     say(
-        f"[demo] {args.nodes} GPU nodes, latency '{args.latency}', warm pool {args.warm_pool}; "
-        f"work dir {workdir}. "
-        "Scale-out is SCRIPTED (nodes are added by this script; the real cluster-autoscaler is not wired in)."
+        f"[demo] {args.nodes} SD replicas on GPU nodes, latency '{args.latency}', "
+        f"warm pool {args.warm_pool}; work dir {workdir}. {how}."
     )
     ok, interrupted = False, False
-    with _signals_raise():
+    with procs.signals_raise():
         try:
             ok = demo.run()
             if not args.ci:
@@ -554,14 +437,15 @@ def main(args: argparse.Namespace) -> int:
                 )
                 while True:
                     time.sleep(1)
-        except Interrupted as why:
+        except procs.Interrupted as why:
             interrupted = True
             say(f"[demo] {why}: stopping")
             if demo.api is not None and not ok:
-                with contextlib.suppress(Exception), _signals_ignored():
-                    demo.show_timeline(*demo.objects()[:2])
+                with contextlib.suppress(Exception), procs.signals_ignored():
+                    sdws, rds, pods, _ = demo.objects()
+                    demo.show_timeline(sdws, rds, pods)
         finally:
-            with _signals_ignored():
+            with procs.signals_ignored():
                 demo.stop()
     if interrupted and not ok:
         return 130
@@ -570,11 +454,29 @@ def main(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="the whole system locally: control plane, simulator, operator, agents")
-    p.add_argument("--nodes", type=int, default=3, help="GPU nodes the scripted scale-out adds (default 3)")
+    p.add_argument("--nodes", type=int, default=3, help="SD replicas, one per GPU node (default 3)")
+    p.add_argument(
+        "--autoscaler",
+        choices=["karpenter", "scripted"],
+        default="karpenter",
+        help="where nodes come from: Karpenter (default) or the scripted fallback",
+    )
+    p.add_argument(
+        "--scale-in", action="store_true", help="scale in after the scale-out (Karpenter; always with --ci)"
+    )
+    p.add_argument(
+        "--preprovision",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the operator makes runtime disks from NodeClaims, before nodes register (default on)",
+    )
+    p.add_argument(
+        "--boot-seconds", type=float, help="Karpenter VMs' boot time (default 0 fast, 30 realistic)"
+    )
     p.add_argument("--latency", choices=["fast", "realistic"], default="realistic", help="simulator profile")
     p.add_argument("--warm-pool", type=int, default=0, help="runtime.warmPool.size (default 0)")
     p.add_argument(
-        "--interval", type=float, help="seconds between joining nodes (default 1 fast, 5 realistic)"
+        "--interval", type=float, help="scripted: seconds between nodes (default 1 fast, 5 realistic)"
     )
     p.add_argument("--timeout", type=float, help="give up after this many seconds of scale-out")
     p.add_argument(

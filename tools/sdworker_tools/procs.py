@@ -13,8 +13,9 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 _PR_SET_PDEATHSIG = 1
@@ -117,3 +118,33 @@ def run_streaming(argv: Sequence[str], *, cwd: Path | None = None) -> str:
             f"{argv[0]} failed with exit code {result.returncode} after {time.monotonic() - started:.0f}s"
         )
     return result.stdout
+
+
+class Interrupted(Exception):  # noqa: N818 - a control signal, not an error
+    """SIGINT or SIGTERM arrived inside ``signals_raise()``."""
+
+
+@contextlib.contextmanager
+def signals_raise() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into ``Interrupted``, so a long-running tool can clean up its children."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Cleanup must finish even if Ctrl-C is pressed again."""
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,45 +1,57 @@
-"""Stand-in for stable-diffusion-webui's launch.py in the offline example runtime tree.
+"""Stand-in for stable-diffusion-webui v1.10.1's launch.py (the offline example runtime tree).
 
-The real file comes from AUTOMATIC1111/stable-diffusion-webui at the ref in examples/runtime.yaml. This one
-accepts the same command line the operator renders, answers the endpoints its probes use (/internal/ping,
-and /sdapi/v1/sd-models listing the --ckpt-dir models) and needs nothing but the standard library, so the
-example tree stays a few KB and works without a GPU.
+The real webui cannot run here (no torch, no GPU, no GitHub), so this tree reproduces the start-up steps
+that decide whether a pod serves, with the libraries webui uses for them (GitPython, FastAPI/starlette,
+uvicorn, safetensors, transformers, Pillow). Each function names the webui file and function it
+reproduces; none of webui's code is copied. What it does not do: diffusion (txt2img paints a small PNG
+from the prompt's CLIP token ids and the checkpoint's tensor), gradio's component tree, torch.
 """
 
 import argparse
-import http.server
-import json
-import pathlib
+import shlex
+import sys
+
+from modules import paths_internal  # noqa: F401 - appends $COMMANDLINE_ARGS to sys.argv, as webui does
+
+
+def launch_args() -> argparse.Namespace:
+    """modules/launch_utils.py module level: ``args, _ = cmd_args.parser.parse_known_args()``.
+
+    The launcher tolerates unknown flags; webui.py's full parse (modules/shared_cmd_options.py) does not.
+    """
+    from modules import cmd_args
+
+    args, _ = cmd_args.parser.parse_known_args()
+    return args
+
+
+def start() -> None:
+    """modules/launch_utils.py start(): import webui, then api_only() under --nowebui, else webui()."""
+    print(
+        f"Launching {'API server' if '--nowebui' in sys.argv else 'Web UI'} with arguments: "
+        f"{shlex.join(sys.argv[1:])}"
+    )
+    import webui
+
+    if "--nowebui" in sys.argv:
+        webui.api_only()
+    else:
+        webui.webui()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--listen", action="store_true")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument(
-        "--ckpt-dir", default=str(pathlib.Path(__file__).parents[1] / "models/Stable-diffusion")
-    )
-    args, _ = parser.parse_known_args()
-    models = sorted(pathlib.Path(args.ckpt_dir).glob("*.safetensors"))
+    """launch.py main(): prepare_environment() unless --skip-prepare-environment, then start().
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/internal/ping":
-                body: object = {}
-            elif self.path == "/sdapi/v1/sd-models":
-                body = [{"title": m.name, "model_name": m.stem, "filename": str(m)} for m in models]
-            else:
-                self.send_error(404)
-                return
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    host = "0.0.0.0" if args.listen else "127.0.0.1"
-    http.server.ThreadingHTTPServer((host, args.port), Handler).serve_forever()
+    Preparing the environment means pip installs and git clones, which need the network and a writable
+    tree; the stand-in refuses to start without the flag instead of pretending to do them.
+    """
+    args = launch_args()
+    if not args.skip_prepare_environment:
+        sys.exit(
+            "prepare_environment() would pip-install and git-clone (modules/launch_utils.py): "
+            "pass --skip-prepare-environment on a read-only runtime without network"
+        )
+    start()
 
 
 if __name__ == "__main__":

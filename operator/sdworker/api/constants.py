@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from sdworker import runtime_layout as layout
+
 GROUP: Final = "sdworker.dev"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
@@ -44,13 +46,19 @@ RUNTIME_READY_VALUE: Final = "ready"
 
 ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 ANNOTATION_RUNTIME_ID: Final = f"{GROUP}/runtime-id"
+# On an SD pod template: the runtimes it replaced, whose nodes it may join only once its own runtime is ready.
+ANNOTATION_REPLACES: Final = f"{GROUP}/replaces-runtimes"
+# On an SDWorker (value "true"): hold a runtime rollout where it is / keep serving the runtime in status
+# when the followed image family moves (README "Rolling out a new runtime").
+ANNOTATION_ROLLOUT_PAUSED: Final = f"{GROUP}/rollout-paused"
+ANNOTATION_PIN_RUNTIME: Final = f"{GROUP}/pin-runtime"
 
 MOUNT_ROOT: Final = "/mnt/sdworker"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 
 # Secret keys read from webui.authSecretRef.
-AUTH_KEY_GRADIO: Final = "gradio-auth"
-AUTH_KEY_API: Final = "api-auth"
+AUTH_KEY_GRADIO: Final = layout.AUTH_KEY_GRADIO
+AUTH_KEY_API: Final = layout.AUTH_KEY_API
 
 # --- validation limits and patterns (mirrored in crds/sdworker.dev_sdworkers.yaml) ---
 
@@ -122,9 +130,20 @@ OWNED_FLAGS: Final = (
     "--skip-version-check",
     "--no-download-sd-model",
     "--no-hashing",
+    # The runtime's read-only model folders (sdworker.runtime_layout.MODEL_DIR_FLAGS).
+    "--lora-dir",
+    "--vae-dir",
+    "--embeddings-dir",
+    "--hypernetwork-dir",
 )
 # Flags that carry credentials: they would land in the pod spec, readable by anyone who can get pods.
 CREDENTIAL_FLAGS: Final = ("--gradio-auth", "--gradio-auth-path", "--api-auth")
+# Flags that publish webui through a public tunnel (modules/cmd_args.py v1.10.1: gradio's share link and
+# ngrok, whose --ngrok value is an authtoken and whose --ngrok-options may carry basic_auth credentials).
+PUBLIC_FLAGS: Final = ("--share", "--ngrok", "--ngrok-region", "--ngrok-options")
+# Turns off every extension, built-in ones included, and with them the sdworker extension that enforces API
+# credentials and readiness (modules/extensions.py; --disable-extra-extensions keeps built-ins, so is fine).
+EXTENSIONS_OFF_FLAGS: Final = ("--disable-all-extensions",)
 INSECURE_EXTENSIONS_FLAG: Final = "--enable-insecure-extension-access"
 # webui flags that are exact names and also prefixes of a forbidden flag; argparse matches exact names first.
 PREFIX_SAFE_FLAGS: Final = ("--api",)
@@ -147,8 +166,17 @@ MESSAGE_CREDENTIALS: Final = (
     "put them in the Secret named by authSecretRef"
 )
 MESSAGE_OWNED_FLAG: Final = (
-    "args must not set flags the operator owns (--port, --listen, --data-dir, --ckpt-dir, --ckpt and the "
+    "args must not set flags the operator owns (--port, --listen, --data-dir, --ckpt-dir, --ckpt, the model "
+    "folders --lora-dir, --vae-dir, --embeddings-dir, --hypernetwork-dir and the "
     "--skip-*/--no-download-sd-model/--no-hashing start-up flags): use webui.port and webui.model"
+)
+MESSAGE_PUBLIC: Final = (
+    "args must not open webui to the internet (--share, --ngrok, --ngrok-region, --ngrok-options): "
+    "expose the Service instead"
+)
+MESSAGE_EXTENSIONS_OFF: Final = (
+    "args must not contain --disable-all-extensions: it turns off the built-in sdworker extension that "
+    "enforces API credentials and readiness (use --disable-extra-extensions)"
 )
 MESSAGE_GPU: Final = "resources.limits must request nvidia.com/gpu of at least 1 (a whole number)"
 MESSAGE_TOLERATION_STARTUP: Final = (
@@ -164,4 +192,32 @@ MESSAGE_TOLERATION_SECONDS: Final = "tolerationSeconds is only valid with effect
 MESSAGE_NAME: Final = (
     "metadata.name must be a DNS-1035 label of at most 63 characters (lower-case letters, digits and '-', "
     "starting with a letter): it names the Service and is used as a label value"
+)
+
+# --- disk type and mode pairs GCE can serve (mirrored in both CRDs) ---
+# SharedReadOnly attaches one disk READ_ONLY to every node of a zone. GCE allows that for Persistent Disk
+# and for Hyperdisk ML created with access mode READ_ONLY_MANY; hyperdisk-balanced cannot be attached
+# read-only at all (Compute Engine, "Share disks between VMs").
+SHARED_READ_ONLY_DISK_TYPES: Final = ("pd-balanced", "pd-ssd", "hyperdisk-ml")
+MESSAGE_SHARED_DISK_TYPE: Final = (
+    "diskType must be one GCE can attach read-only to many VMs when mode is SharedReadOnly "
+    "(pd-balanced, pd-ssd or hyperdisk-ml): hyperdisk-balanced cannot be attached read-only"
+)
+
+# --- RuntimeDisk spec fields the privileged node agent acts on ---
+# (mirrored in crds/sdworker.dev_runtimedisks.yaml; a unit test compares them)
+RUNTIME_ID_MAX_LENGTH: Final = 40
+NODE_NAME_MAX_LENGTH: Final = 253
+GCE_NAME_MAX_LENGTH: Final = 63
+PROJECT_MAX_LENGTH: Final = 100
+DIGEST_MAX_LENGTH: Final = 71
+MOUNT_PATH_MAX_LENGTH: Final = len(MOUNT_ROOT) + 1 + RUNTIME_ID_MAX_LENGTH
+# As in a node's providerID gce://PROJECT/ZONE/INSTANCE (sdworker.domain.placement).
+GCE_ZONE_PATTERN: Final = r"^[a-z]+-[a-z]+[0-9]+-[a-z]$"
+GCE_PROJECT_PATTERN: Final = r"^[a-z][-a-z0-9.:]{4,61}[a-z0-9]$"
+# Empty when the image carries no digest (no cloud): the agent then refuses to call the runtime verified.
+IMAGE_DIGEST_PATTERN: Final = r"^(sha256:[0-9a-f]{64})?$"
+MOUNT_PATH_PATTERN: Final = f"^{MOUNT_ROOT}/[a-z]([-a-z0-9]*[a-z0-9])?$"
+RUNTIMEDISK_MESSAGE_MOUNT_PATH: Final = (
+    "mountPath must be /mnt/sdworker/<runtimeId>: the node agent mounts a runtime there and nowhere else"
 )

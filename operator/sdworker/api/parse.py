@@ -17,18 +17,22 @@ from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 from sdworker.api import constants as c
+from sdworker.api import naming
 from sdworker.api.types import (
     Condition,
     ConditionStatus,
     DiskType,
+    NodeCounts,
     Phase,
     PrefetchStats,
     ResourceRequirements,
+    RolloutStatus,
     RuntimeDisk,
     RuntimeDiskSpec,
     RuntimeDiskStatus,
     RuntimeMode,
     RuntimeSpec,
+    RuntimeStatus,
     SDWorker,
     SDWorkerSpec,
     Timings,
@@ -323,6 +327,7 @@ def _runtime(chk: _Checker, raw: object, path: str) -> RuntimeSpec | None:
     )
     if mode is RuntimeMode.SHARED_READ_ONLY and pool_size:
         chk.fail(f"{path}.warmPool.size", c.MESSAGE_WARM_POOL_SHARED)
+    _shared_disk_type(chk, disk_type, mode, f"{path}.diskType")
     prefetch = _prefetch(chk, d.get("prefetch"), f"{path}.prefetch")
     if len(chk.errors) > before or not image or not disk_type or not size or not mode or pool_size is None:
         return None
@@ -334,6 +339,12 @@ def _runtime(chk: _Checker, raw: object, path: str) -> RuntimeSpec | None:
         warm_pool=WarmPool(size=pool_size),
         prefetch=prefetch,
     )
+
+
+def _shared_disk_type(chk: _Checker, disk_type: DiskType | None, mode: RuntimeMode | None, path: str) -> None:
+    """SharedReadOnly needs a disk type GCE can attach read-only to many VMs."""
+    if mode is RuntimeMode.SHARED_READ_ONLY and disk_type and disk_type not in c.SHARED_READ_ONLY_DISK_TYPES:
+        chk.fail(path, c.MESSAGE_SHARED_DISK_TYPE)
 
 
 def prefetch_problem(entry: str) -> str | None:
@@ -408,6 +419,15 @@ def _webui(chk: _Checker, raw: object, path: str) -> WebUISpec | None:
     )
 
 
+# (flags, message) for each family of flags webui.args must not set; the CRD has one CEL rule per family.
+_FORBIDDEN_FLAG_FAMILIES: Final = (
+    (c.CREDENTIAL_FLAGS, c.MESSAGE_CREDENTIALS),
+    (c.PUBLIC_FLAGS, c.MESSAGE_PUBLIC),
+    (c.EXTENSIONS_OFF_FLAGS, c.MESSAGE_EXTENSIONS_OFF),
+    (c.OWNED_FLAGS, c.MESSAGE_OWNED_FLAG),
+)
+
+
 def _args(chk: _Checker, raw: object, path: str, *, allow_insecure: bool) -> tuple[str, ...]:
     items = chk.array(raw, path, max_items=c.ARGS_MAX_ITEMS) or []
     result: list[str] = []
@@ -416,10 +436,11 @@ def _args(chk: _Checker, raw: object, path: str, *, allow_insecure: bool) -> tup
         arg = chk.string(item, f"{path}[{i}]", max_length=c.ARG_MAX_LENGTH)
         if arg is None:
             continue
-        if flag_matches(arg, c.CREDENTIAL_FLAGS):
-            chk.fail(f"{path}[{i}]", c.MESSAGE_CREDENTIALS)
-        elif flag_matches(arg, c.OWNED_FLAGS):
-            chk.fail(f"{path}[{i}]", c.MESSAGE_OWNED_FLAG)
+        # One message per argument, in the order of the CEL rules on args items in the CRD.
+        for family, message in _FORBIDDEN_FLAG_FAMILIES:
+            if flag_matches(arg, family):
+                chk.fail(f"{path}[{i}]", message)
+                break
         insecure = insecure or flag_matches(arg, (c.INSECURE_EXTENSIONS_FLAG,))
         result.append(arg)
     if insecure and not allow_insecure:
@@ -589,6 +610,46 @@ def parse_conditions(raw: object) -> tuple[Condition, ...]:
     return tuple(result)
 
 
+def parse_runtime_status(raw: object) -> RuntimeStatus | None:
+    """Read the runtime a previous reconcile recorded in ``status.runtime``; None when absent or malformed.
+
+    This record is what an SDWorker keeps serving while its image cannot be resolved (issue 14): the
+    served runtime changes only when a new image is actually resolved, never because a lookup failed.
+    """
+    if not isinstance(raw, Mapping):
+        return None
+    image, digest, runtime_id = raw.get("image"), raw.get("digest", ""), raw.get("runtimeId")
+    if not (isinstance(image, str) and image and isinstance(runtime_id, str) and runtime_id):
+        return None
+    return RuntimeStatus(image=image, digest=digest if isinstance(digest, str) else "", runtime_id=runtime_id)
+
+
+def _counts(raw: object) -> NodeCounts:
+    got = raw if isinstance(raw, Mapping) else {}
+    values = {k: got.get(k) for k in ("ready", "provisioning", "failed")}
+    return NodeCounts(**{k: v if isinstance(v, int) else 0 for k, v in values.items()})
+
+
+def parse_rollout_status(raw: object) -> RolloutStatus | None:
+    """Read the rollout a previous reconcile recorded in ``status.rollout``; None when absent or malformed.
+
+    Its target is what a pinned SDWorker, or one whose image lookup fails, keeps rolling to (issue 14).
+    """
+    if not isinstance(raw, Mapping):
+        return None
+    target = parse_runtime_status(raw.get("target"))
+    if target is None:
+        return None
+    updated = raw.get("updatedReplicas")
+    return RolloutStatus(
+        target=target,
+        paused=raw.get("paused") is True,
+        target_nodes=_counts(raw.get("targetNodes")),
+        served_nodes=_counts(raw.get("servedNodes")),
+        updated_replicas=updated if isinstance(updated, int) else 0,
+    )
+
+
 # ---------------------------------------------------------------- RuntimeDisk
 
 
@@ -619,17 +680,19 @@ def parse_runtimedisk_spec(spec: Mapping[str, Any]) -> RuntimeDiskSpec:
     return result
 
 
-_RD_STRING_FIELDS: Final = (
-    "nodeName",
-    "zone",
-    "instance",
-    "project",
-    "image",
-    "runtimeId",
-    "diskName",
-    "deviceName",
-    "mountPath",
-)
+# (max length, pattern) of each RuntimeDisk spec string: the node agent is privileged and acts on these
+# (mount path, device name, digest, node), so they are held to exactly what the operator produces.
+_RD_STRING_FIELDS: Final[dict[str, tuple[int, str]]] = {
+    "nodeName": (c.NODE_NAME_MAX_LENGTH, c.DNS1123_SUBDOMAIN_PATTERN),
+    "zone": (c.GCE_NAME_MAX_LENGTH, c.GCE_ZONE_PATTERN),
+    "instance": (c.GCE_NAME_MAX_LENGTH, c.DNS1035_LABEL_PATTERN),
+    "project": (c.PROJECT_MAX_LENGTH, c.GCE_PROJECT_PATTERN),
+    "image": (c.IMAGE_MAX_LENGTH, c.RUNTIME_IMAGE_PATTERN),
+    "runtimeId": (c.RUNTIME_ID_MAX_LENGTH, c.DNS1035_LABEL_PATTERN),
+    "diskName": (c.GCE_NAME_MAX_LENGTH, c.DNS1035_LABEL_PATTERN),
+    "deviceName": (c.GCE_NAME_MAX_LENGTH, c.DNS1035_LABEL_PATTERN),
+    "mountPath": (c.MOUNT_PATH_MAX_LENGTH, c.MOUNT_PATH_PATTERN),
+}
 
 
 def _runtimedisk_spec(chk: _Checker, raw: object, path: str) -> RuntimeDiskSpec | None:
@@ -638,11 +701,24 @@ def _runtimedisk_spec(chk: _Checker, raw: object, path: str) -> RuntimeDiskSpec 
         return None
     before = len(chk.errors)
     strings = {
-        key: chk.string(chk.required(d, key, f"{path}.{key}"), f"{path}.{key}") for key in _RD_STRING_FIELDS
+        key: chk.string(
+            chk.required(d, key, f"{path}.{key}"), f"{path}.{key}", max_length=limit, pattern=pattern
+        )
+        for key, (limit, pattern) in _RD_STRING_FIELDS.items()
     }
-    digest = chk.string(d.get("imageDigest"), f"{path}.imageDigest", default="")
+    digest = chk.string(
+        d.get("imageDigest"),
+        f"{path}.imageDigest",
+        default="",
+        max_length=c.DIGEST_MAX_LENGTH,
+        pattern=c.IMAGE_DIGEST_PATTERN,
+    )
     disk_type = chk.enum(d.get("diskType"), f"{path}.diskType", DiskType, default=DiskType.PD_BALANCED)
     mode = chk.enum(d.get("mode"), f"{path}.mode", RuntimeMode, default=RuntimeMode.PER_NODE)
+    _shared_disk_type(chk, disk_type, mode, f"{path}.diskType")
+    mount_path, rid = strings["mountPath"], strings["runtimeId"]
+    if mount_path and rid and mount_path != naming.mount_path(rid):
+        chk.fail(f"{path}.mountPath", c.RUNTIMEDISK_MESSAGE_MOUNT_PATH)
     size = chk.integer(
         chk.required(d, "diskSizeGb", f"{path}.diskSizeGb"),
         f"{path}.diskSizeGb",

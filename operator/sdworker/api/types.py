@@ -60,10 +60,21 @@ class ConditionStatus(StrEnum):
 
 
 def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with second precision, the form metav1.Time serialises to."""
+    """RFC 3339 in UTC with second precision, the form metav1.Time serialises to (conditions)."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: pass an aware datetime (UTC)")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_micro_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, the form metav1.MicroTime serialises to.
+
+    Cold-start timings use it: most steps take well under a second, so whole seconds would hide where
+    the time goes. Always six fraction digits, so the strings also sort in time order.
+    """
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware datetime (UTC)")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -252,6 +263,26 @@ class RuntimeStatus:
 
 
 @dataclass(frozen=True)
+class RolloutStatus:
+    """A runtime rollout in progress: the runtime rolled to, and where it stands (issue 14)."""
+
+    target: RuntimeStatus
+    paused: bool
+    target_nodes: NodeCounts
+    served_nodes: NodeCounts
+    updated_replicas: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target.to_dict(),
+            "paused": self.paused,
+            "targetNodes": self.target_nodes.to_dict(),
+            "servedNodes": self.served_nodes.to_dict(),
+            "updatedReplicas": self.updated_replicas,
+        }
+
+
+@dataclass(frozen=True)
 class ColdStart:
     p50_seconds: float
     p95_seconds: float
@@ -270,6 +301,7 @@ class SDWorkerStatus:
     conditions: tuple[Condition, ...]
     runtime: RuntimeStatus | None = None
     cold_start: ColdStart | None = None
+    rollout: RolloutStatus | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The full status stanza; kopf merge-patches status, so every field is always written."""
@@ -281,6 +313,7 @@ class SDWorkerStatus:
             "nodes": self.nodes.to_dict(),
             "runtime": self.runtime.to_dict() if self.runtime else None,
             "coldStart": self.cold_start.to_dict() if self.cold_start else None,
+            "rollout": self.rollout.to_dict() if self.rollout else None,
             "conditions": [cond.to_dict() for cond in self.conditions],
         }
 
@@ -348,7 +381,9 @@ class Timings:
             self.verified,
             self.prefetched,
         )
-        d: dict[str, Any] = {k: format_time(v) for k, v in zip(TIMING_FIELDS, moments, strict=True) if v}
+        d: dict[str, Any] = {
+            k: format_micro_time(v) for k, v in zip(TIMING_FIELDS, moments, strict=True) if v
+        }
         if self.durations_seconds:
             d["durationsSeconds"] = dict(sorted(self.durations_seconds.items()))
         return d

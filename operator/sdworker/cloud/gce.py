@@ -23,9 +23,10 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
+from sdworker import image_meta
 from sdworker.api.types import ResolvedImage
 from sdworker.cloud.errors import CloudError, Retry, classify_http, classify_operation
-from sdworker.cloud.provider import LABEL_DIGEST, Disk, DiskRequest, image_matches
+from sdworker.cloud.provider import Disk, DiskRequest, image_matches
 from sdworker.cloud.ratelimit import KeyedLocks, TokenBucket
 
 T = TypeVar("T")
@@ -33,7 +34,6 @@ _REQUEST_NS = uuid.UUID("6a1d5f0e-2f0b-4d0e-9a53-5d3c8a1f7b21")
 _IMAGE_RE = re.compile(
     r"^projects/(?P<project>[^/]+)/global/images/(?:family/(?P<family>[^/]+)|(?P<image>[^/]+))$"
 )
-_DIGEST_RE = re.compile(r"sdworker-digest=(sha256:[0-9a-f]{64})")
 # Observer(method, outcome, seconds) -> None, for metrics.
 Observer = Callable[[str, str, float], None]
 
@@ -71,6 +71,26 @@ def _last(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
+# Disk types that can be attached READ_ONLY to many instances ("Share disks between VMs"): Persistent Disk
+# as it is, Hyperdisk ML only with access mode READ_ONLY_MANY (a Hyperdisk created without one is
+# READ_WRITE_SINGLE: GCE refuses its second attach). Other Hyperdisk types cannot be read-only at all.
+_READ_ONLY_MANY_HYPERDISKS = frozenset({"hyperdisk-ml"})
+
+
+def access_mode(disk_type: str, *, read_only_many: bool) -> str | None:
+    """The ``Disk.accessMode`` to create a disk with: None for Persistent Disk (it has none) and for a
+    Hyperdisk used by one instance (GCE's default, READ_WRITE_SINGLE); READ_ONLY_MANY for a shared one."""
+    if not read_only_many or not disk_type.startswith("hyperdisk-"):
+        return None
+    if disk_type not in _READ_ONLY_MANY_HYPERDISKS:
+        raise CloudError(
+            "DiskTypeNotShareable",
+            Retry.NEVER,
+            f"{disk_type} cannot be attached read-only to several VMs; use hyperdisk-ml or a pd-* type",
+        )
+    return "READ_ONLY_MANY"
+
+
 class GceCloud:
     def __init__(
         self,
@@ -99,6 +119,11 @@ class GceCloud:
     def _rid(self, key: str, action: str) -> str:
         return request_id(key, action, self._attempts.get(f"{key}/{action}", 0))
 
+    def _next_attempt(self, key: str, action: str) -> None:
+        """The next try of ``action`` is a new request, not a replay of the last one."""
+        ident = f"{key}/{action}"
+        self._attempts[ident] = self._attempts.get(ident, 0) + 1
+
     async def _mutate(
         self,
         project: str,
@@ -115,8 +140,7 @@ class GceCloud:
         try:
             await self._wait(project, zone, op)
         except CloudError:
-            ident = f"{key}/{action}"
-            self._attempts[ident] = self._attempts.get(ident, 0) + 1
+            self._next_attempt(key, action)
             raise
 
     async def close(self) -> None:
@@ -171,11 +195,13 @@ class GceCloud:
             )
         else:
             found = await self._call("images.get", self._images.get, project=project, image=match["image"])
-        digest_match = _DIGEST_RE.search(found.description or "")
-        digest = digest_match.group(1) if digest_match else ""
-        if not digest and found.labels.get(LABEL_DIGEST):
-            digest = f"sha256:{found.labels[LABEL_DIGEST]}"
-        return ResolvedImage(image=f"projects/{project}/global/images/{found.name}", digest=digest)
+        concrete = f"projects/{project}/global/images/{found.name}"
+        try:
+            digest = image_meta.read_digest(found.description or "", dict(found.labels))
+        except image_meta.ImageMetaError as exc:
+            # Not made by `sdworker image publish` (or changed since): no digest to verify disks against.
+            raise CloudError("ImageMetadataInvalid", Retry.NEVER, f"image {concrete}: {exc}") from exc
+        return ResolvedImage(image=concrete, digest=digest)
 
     # --- disks ---------------------------------------------------------------------------------
 
@@ -203,33 +229,7 @@ class GceCloud:
         async with self.locks.hold([f"disk/{p}/{z}/{request.name}"]):
             disk = await self.get_disk(p, z, request.name)
             if disk is None:
-                resource = compute_v1.Disk(
-                    name=request.name,
-                    source_image=request.source_image,
-                    size_gb=request.size_gb,
-                    type_=f"projects/{p}/zones/{z}/diskTypes/{request.disk_type}",
-                    labels=dict(request.labels),
-                )
-                action = f"insert/{request.name}"
-                try:
-                    await self._mutate(
-                        p,
-                        z,
-                        idempotency_key,
-                        action,
-                        "disks.insert",
-                        self._disks.insert_unary,
-                        compute_v1.InsertDiskRequest(
-                            project=p,
-                            zone=z,
-                            disk_resource=resource,
-                            request_id=self._rid(idempotency_key, action),
-                        ),
-                    )
-                except CloudError as err:
-                    if err.status != 409:  # 409: someone (our earlier self) created it: verify below
-                        raise
-                disk = await self._wait_disk_ready(p, z, request.name)
+                disk = await self._create(request, idempotency_key)
             elif disk.status != "READY":
                 disk = await self._wait_disk_ready(p, z, request.name)
         if not image_matches(disk.source_image, request.source_image):
@@ -239,6 +239,48 @@ class GceCloud:
                 f"disk {request.name} exists from {disk.source_image}, expected {request.source_image}",
             )
         return disk
+
+    async def _create(self, request: DiskRequest, idempotency_key: str) -> Disk:
+        p, z = request.project, request.zone
+        resource = compute_v1.Disk(
+            name=request.name,
+            source_image=request.source_image,
+            size_gb=request.size_gb,
+            type_=f"projects/{p}/zones/{z}/diskTypes/{request.disk_type}",
+            labels=dict(request.labels),
+        )
+        if (mode := access_mode(request.disk_type, read_only_many=request.read_only_many)) is not None:
+            resource.access_mode = mode
+        action = f"insert/{request.name}"
+        for last_try in (False, True):
+            try:
+                await self._mutate(
+                    p,
+                    z,
+                    idempotency_key,
+                    action,
+                    "disks.insert",
+                    self._disks.insert_unary,
+                    compute_v1.InsertDiskRequest(
+                        project=p,
+                        zone=z,
+                        disk_resource=resource,
+                        request_id=self._rid(idempotency_key, action),
+                    ),
+                )
+            except CloudError as err:
+                if err.status != 409:  # 409: someone (our earlier self) created it: verify below
+                    raise
+            try:
+                return await self._wait_disk_ready(p, z, request.name)
+            except CloudError as err:
+                if err.reason != "DiskVanished" or last_try:
+                    raise
+                # GCE remembers a request id for an hour, also after its disk was deleted: a disk name
+                # used again (a zone's shared disk after a sweep, a pool index) got the old, DONE insert
+                # back and nothing was created. Once more, as a new request.
+                self._next_attempt(idempotency_key, action)
+        raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
 
     async def _wait_disk_ready(self, project: str, zone: str, name: str) -> Disk:
         deadline = time.monotonic() + self.operation_timeout
@@ -264,19 +306,29 @@ class GceCloud:
                     "ResourceInUse", Retry.SOON, f"disk {name} is attached to {', '.join(disk.users)}"
                 )
             action = f"delete/{name}"
-            await _unless_absent(
-                self._mutate(
-                    project,
-                    zone,
-                    idempotency_key,
-                    action,
-                    "disks.delete",
-                    self._disks.delete_unary,
-                    compute_v1.DeleteDiskRequest(
-                        project=project, zone=zone, disk=name, request_id=self._rid(idempotency_key, action)
-                    ),
+            for _ in range(2):
+                await _unless_absent(
+                    self._mutate(
+                        project,
+                        zone,
+                        idempotency_key,
+                        action,
+                        "disks.delete",
+                        self._disks.delete_unary,
+                        compute_v1.DeleteDiskRequest(
+                            project=project,
+                            zone=zone,
+                            disk=name,
+                            request_id=self._rid(idempotency_key, action),
+                        ),
+                    )
                 )
-            )
+                if await self.get_disk(project, zone, name) is None:
+                    return
+                # The answer was the replay of an earlier delete (of an earlier disk of this name, within
+                # GCE's hour of request-id memory): this disk is untouched. Once more, as a new request.
+                self._next_attempt(idempotency_key, action)
+            raise CloudError("DiskNotDeleted", Retry.SOON, f"disk {name} still exists after its delete")
 
     async def list_disks(self, project: str, zone: str, labels: Mapping[str, str]) -> list[Disk]:
         expr = " AND ".join(f'labels.{k} = "{v}"' for k, v in sorted(labels.items()))
@@ -286,6 +338,23 @@ class GceCloud:
             request=compute_v1.ListDisksRequest(project=project, zone=zone, filter=expr),
         )
         return [self._disk(project, zone, raw) for raw in await asyncio.to_thread(list, pager)]
+
+    async def list_disks_everywhere(self, project: str, labels: Mapping[str, str]) -> list[Disk]:
+        """Disks with ``labels`` in every zone of ``project`` (one ``disks.aggregatedList``), so a disk in
+        a zone no node of ours has been seen in is found too."""
+        expr = " AND ".join(f'labels.{k} = "{v}"' for k, v in sorted(labels.items()))
+        pager = await self._call(
+            "disks.aggregatedList",
+            self._disks.aggregated_list,
+            request=compute_v1.AggregatedListDisksRequest(project=project, filter=expr),
+        )
+        scoped = await asyncio.to_thread(list, pager)
+        return [
+            self._disk(project, _last(raw.zone), raw)
+            for scope, found in scoped
+            if scope.startswith("zones/")
+            for raw in found.disks
+        ]
 
     async def set_labels(
         self, project: str, zone: str, name: str, labels: Mapping[str, str], fingerprint: str
@@ -328,7 +397,12 @@ class GceCloud:
         auto_delete: bool,
         idempotency_key: str,
     ) -> None:
-        keys = [f"instance/{project}/{zone}/{instance}", f"disk/{project}/{zone}/{disk}"]
+        keys = [f"instance/{project}/{zone}/{instance}"]
+        if not read_only:
+            # One writer per disk: two read-write attaches must not race. Read-only attaches of a shared
+            # disk need no such guard (GCE attaches it to many VMs at once); holding the disk's lock made
+            # every node of a zone wait for the previous node's whole attach (bench/bench_scaleout.py).
+            keys.append(f"disk/{project}/{zone}/{disk}")
         async with self.locks.hold(keys):
             found = await self._instance(project, zone, instance)
             if found is None:

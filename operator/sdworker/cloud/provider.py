@@ -19,7 +19,7 @@ LABEL_CLUSTER = "sdworker-cluster"
 LABEL_NODE = "sdworker-node"
 LABEL_RUNTIME = "sdworker-runtime"
 LABEL_POOL = "sdworker-pool"
-LABEL_DIGEST = "sdworker-digest"
+# An image's own labels and description are sdworker.image_meta's.
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class DiskRequest:
     disk_type: str  # pd-balanced, ...
     size_gb: int
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Attached READ_ONLY to many instances (SharedReadOnly): a Hyperdisk then needs its access mode set.
+    read_only_many: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class CloudProvider(Protocol):
     async def ensure_deleted(self, project: str, zone: str, name: str, *, idempotency_key: str) -> None: ...
 
     async def list_disks(self, project: str, zone: str, labels: Mapping[str, str]) -> list[Disk]: ...
+
+    async def list_disks_everywhere(self, project: str, labels: Mapping[str, str]) -> list[Disk]: ...
 
     async def set_labels(
         self, project: str, zone: str, name: str, labels: Mapping[str, str], fingerprint: str

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
+from sdworker.api import constants as c
 from sdworker.api import naming
 from sdworker.api.types import ResolvedImage, RuntimeDiskSpec, RuntimeMode, SDWorker
 
@@ -100,6 +101,8 @@ def place(
     resolved: Mapping[str, ResolvedImage],
     *,
     cluster: str = "",
+    served: Mapping[tuple[str, str], ResolvedImage] | None = None,
+    pinned: Mapping[tuple[str, str], ResolvedImage] | None = None,
 ) -> Placement:
     """The RuntimeDisks every node should have.
 
@@ -107,7 +110,14 @@ def place(
     ``spec.runtime.image`` (an image or a family) to the concrete image and digest the cloud resolved; the
     runtime id is derived from the concrete image, so a family moving to a new image yields new disks next
     to the old ones instead of changing disks in use. ``cluster`` keeps shared disks of clusters apart.
+    ``served`` maps an SDWorker's key to the image it serves (its ``status.runtime``): its nodes keep that
+    runtime's disks next to the resolved one until the SDWorker serves the new one (provision first, roll
+    second: ``domain.rollout``), and when its image cannot be resolved this time they keep them rather
+    than losing them; such an SDWorker counts as ``unresolved``, so callers delete nothing on that pass.
+    ``pinned`` maps an SDWorker that must not follow its image family to the image it rolls to instead.
     """
+    served = served or {}
+    pinned = pinned or {}
     ordered = sorted(workers, key=lambda w: w.key)
     desired: dict[str, RuntimeDiskSpec] = {}
     skipped: list[SkippedNode] = []
@@ -127,11 +137,11 @@ def place(
             continue
         by_runtime: dict[str, list[tuple[SDWorker, ResolvedImage]]] = {}
         for worker in matching:
-            image = resolved.get(worker.spec.runtime.image)
+            image = pinned.get(worker.key) or resolved.get(worker.spec.runtime.image)
             if image is None:
                 unresolved.add(_worker_key(worker))
-                continue
-            by_runtime.setdefault(naming.runtime_id(image.image), []).append((worker, image))
+            for wanted in dict.fromkeys(i for i in (image, served.get(worker.key)) if i is not None):
+                by_runtime.setdefault(naming.runtime_id(wanted.image), []).append((worker, wanted))
         for rid, group in sorted(by_runtime.items()):
             spec, found = _merge(node.name, instance, rid, group, cluster=cluster)
             desired[naming.runtimedisk_name(node.name, rid)] = spec
@@ -188,6 +198,29 @@ def _merge(
         prefetch=tuple(sorted({path for r in runtimes for path in r.prefetch})),
     )
     return spec, conflicts
+
+
+def runtimedisk_manifest(name: str, node_name: str, node_uid: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The RuntimeDisk object the operator creates for a node (``spec`` is ``RuntimeDiskSpec.to_dict()``).
+
+    The Node owns its disks: when the autoscaler removes the node, the garbage collector deletes the
+    RuntimeDisk and the finalizers run the teardown (the agent's unmount, then the cloud disk).
+    """
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.RUNTIMEDISK_KIND,
+        "metadata": {
+            "name": name,
+            "labels": {
+                c.LABEL_APP_MANAGED_BY: c.MANAGED_BY,
+                c.LABEL_NODE: spec["nodeName"],
+                c.LABEL_RUNTIME_ID: spec["runtimeId"],
+            },
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid}],
+            "finalizers": [c.FINALIZER_CLOUD_DISK, c.FINALIZER_UNMOUNT],
+        },
+        "spec": dict(spec),
+    }
 
 
 def diff_runtimedisks(desired: Iterable[str], existing: Iterable[str]) -> tuple[list[str], list[str]]:

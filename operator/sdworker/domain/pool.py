@@ -34,10 +34,14 @@ def pool_targets(
     desired: Mapping[str, RuntimeDiskSpec],
     workers: Iterable[SDWorker],
     resolved: Mapping[str, ResolvedImage],
+    pinned: Mapping[tuple[str, str], ResolvedImage] | None = None,
 ) -> dict[PoolKey, PoolTarget]:
+    """Pool targets for the runtime each SDWorker rolls to (its resolved image, or the one it is pinned
+    to: ``placement.place``'s ``pinned``); pools of any other runtime, say one a rollout leaves, drain."""
+    pinned = pinned or {}
     sizes: dict[str, int] = {}
     for worker in workers:
-        image = resolved.get(worker.spec.runtime.image)
+        image = pinned.get(worker.key) or resolved.get(worker.spec.runtime.image)
         if image is None or worker.spec.runtime.mode is not RuntimeMode.PER_NODE:
             continue
         rid = naming.runtime_id(image.image)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Final, NamedTuple
 
 from sdworker.api import conditions as conds
+from sdworker.api import naming
 from sdworker.api.parse import SpecError
 from sdworker.api.types import (
     ColdStart,
@@ -22,6 +23,8 @@ from sdworker.api.types import (
     ConditionStatus,
     NodeCounts,
     Phase,
+    ResolvedImage,
+    RolloutStatus,
     RuntimeDisk,
     RuntimeStatus,
     SDWorkerStatus,
@@ -47,6 +50,9 @@ REASON_PROVISIONING_RUNTIME: Final = "ProvisioningRuntime"
 REASON_ROLLING_OUT: Final = "RollingOut"
 REASON_SCALING: Final = "ScalingReplicas"
 REASON_RECONCILE_COMPLETE: Final = "ReconcileComplete"
+REASON_PROVISIONING_TARGET: Final = "ProvisioningTargetRuntime"
+REASON_ROLLING_RUNTIME: Final = "RollingOutRuntime"
+REASON_ROLLOUT_PAUSED: Final = "RolloutPaused"
 REASON_AS_EXPECTED: Final = "AsExpected"
 
 EVENT_NORMAL: Final = "Normal"
@@ -79,6 +85,20 @@ def count_nodes(disks: Sequence[RuntimeDisk]) -> NodeCounts:
         ready=sum(d.status.phase is Phase.READY for d in live),
         provisioning=sum(d.status.phase.is_provisioning for d in live),
         failed=sum(d.status.phase is Phase.FAILED for d in live),
+    )
+
+
+def served_runtime(resolved: ResolvedImage | None, recorded: RuntimeStatus | None) -> RuntimeStatus | None:
+    """The runtime an SDWorker serves: the image just resolved, else the one its status recorded.
+
+    A failed lookup (``CloudUnavailable``, a typo in a new image name) yields ``resolved=None``; the
+    SDWorker then keeps the runtime it served, so neither its Deployment nor its status changes because
+    the cloud did not answer. Only a successful resolution of a different image changes it.
+    """
+    if resolved is None:
+        return recorded
+    return RuntimeStatus(
+        image=resolved.image, digest=resolved.digest, runtime_id=naming.runtime_id(resolved.image)
     )
 
 
@@ -158,13 +178,17 @@ def aggregate_status(
     now: datetime,
     spec_error: SpecError | None = None,
     runtime_error: tuple[str, str] | None = None,
+    rollout: RolloutStatus | None = None,
 ) -> SDWorkerStatus:
     """The complete status of the SDWorker ``name``.
 
     ``disks`` are the RuntimeDisks of this SDWorker's runtime on the nodes that match its nodeSelector, and
     ``matching_nodes`` counts those nodes. With ``spec_error`` set, the spec could not be parsed: the status
     says so (Degraded/InvalidSpec) and keeps reporting what it can observe. ``runtime_error`` is the
-    (reason, message) of a cloud failure to resolve the runtime image (say ``ImageNotFound``).
+    (reason, message) of a cloud failure to resolve the runtime image (say ``ImageNotFound``); with a
+    ``runtime`` kept from an earlier resolution (``served_runtime``) the SDWorker is Degraded but keeps
+    serving it. ``rollout`` is a runtime rollout in progress (``domain.rollout``): Progressing then says
+    where it stands (provisioning the target, rolling pods onto it, or paused).
     """
     dep = deployment or DeploymentObservation()
     nodes = count_nodes(disks)
@@ -191,7 +215,9 @@ def aggregate_status(
         else:
             ready = (ConditionStatus.FALSE, REASON_REPLICAS_NOT_READY, replicas_message)
 
-        if nodes.provisioning:
+        if rollout is not None:
+            progressing = _rollout_progress(rollout, matching_nodes, desired_replicas)
+        elif nodes.provisioning:
             progressing = (
                 ConditionStatus.TRUE,
                 REASON_PROVISIONING_RUNTIME,
@@ -212,7 +238,11 @@ def aggregate_status(
                 "All replicas are updated and ready",
             )
 
-        if runtime is None and runtime_error is not None:
+        if runtime is not None and runtime_error is not None:
+            # A lookup failed, but a runtime resolved earlier is still served: say both.
+            reason, message = runtime_error
+            degraded = (ConditionStatus.TRUE, reason, f"{message}; still serving {runtime.image}")
+        elif runtime_error is not None:
             degraded = (ConditionStatus.TRUE, *runtime_error)
         elif nodes.failed:
             degraded = (ConditionStatus.TRUE, REASON_RUNTIME_DISK_FAILED, _failed_summary(disks))
@@ -247,7 +277,49 @@ def aggregate_status(
         conditions=ordered,
         runtime=runtime,
         cold_start=cold_start(disks),
+        rollout=rollout,
     )
+
+
+def _rollout_progress(
+    rollout: RolloutStatus, matching_nodes: int, desired_replicas: int
+) -> tuple[ConditionStatus, str, str]:
+    rid = rollout.target.runtime_id
+    if rollout.paused:
+        return (
+            ConditionStatus.FALSE,
+            REASON_ROLLOUT_PAUSED,
+            f"Rollout to {rid} paused: {rollout.updated_replicas}/{desired_replicas} replicas on it",
+        )
+    if rollout.target_nodes.ready < matching_nodes or matching_nodes == 0:
+        return (
+            ConditionStatus.TRUE,
+            REASON_PROVISIONING_TARGET,
+            f"Runtime {rid} is ready on {rollout.target_nodes.ready} of {matching_nodes} matching nodes",
+        )
+    return (
+        ConditionStatus.TRUE,
+        REASON_ROLLING_RUNTIME,
+        f"{rollout.updated_replicas}/{desired_replicas} replicas on runtime {rid}",
+    )
+
+
+def rollout_events(
+    before: RolloutStatus | None, after: RolloutStatus | None, served: str | None
+) -> list[Event]:
+    """Events at a rollout's start, on each replica moved, and at its end, complete or rolled back
+    (``served``: the runtime now served)."""
+    if before is None and after is not None:
+        return [Event(EVENT_NORMAL, "RolloutStarted", f"Rolling out runtime {after.target.runtime_id}")]
+    if before is not None and after is None:
+        if served == before.target.runtime_id:
+            return [Event(EVENT_NORMAL, "RolloutComplete", f"Serving runtime {served}")]
+        message = f"Rollout to {before.target.runtime_id} rolled back: serving runtime {served}"
+        return [Event(EVENT_NORMAL, "RolloutRolledBack", message)]
+    if before is not None and after is not None and before.updated_replicas != after.updated_replicas:
+        message = f"{after.updated_replicas} replicas on runtime {after.target.runtime_id}"
+        return [Event(EVENT_NORMAL, "RolloutProgress", message)]
+    return []
 
 
 def _is_warning(old: Condition | None, new: Condition) -> bool:

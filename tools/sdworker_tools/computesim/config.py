@@ -127,7 +127,7 @@ def validate(config: SimConfig) -> None:
         raise ValueError("the simulator binds loopback only")
 
 
-FAULT_KINDS = ("http", "operation", "lost_response")
+FAULT_KINDS = ("http", "operation", "lost_response", "permission")
 
 
 @dataclass
@@ -137,7 +137,8 @@ class FaultRule:
 
     ``http``: answer ``http_status`` (500/503) without acting. ``operation``: accept, then end the
     operation DONE with ``code``. ``lost_response``: act, then answer 503, as a connection dropped
-    after the server committed. ``count=-1``: every time.
+    after the server committed. ``permission``: answer 403 ``forbidden`` naming the IAM permission the
+    method needs (``iam``), as for a service account without it. ``count=-1``: every time.
     """
 
     method: str

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdworker_tools.computesim import blockdev, errors, filters
+from sdworker_tools.computesim import access, blockdev, errors, filters, iam
 from sdworker_tools.computesim import labels as labelmod
 from sdworker_tools.computesim.config import FaultRule, SimConfig
 from sdworker_tools.computesim.errors import ApiError, OperationFailure
@@ -252,6 +252,11 @@ class Engine:
         if http_fault is not None:
             outcome.fault = f"http {http_fault}"
             raise errors.backend_error(http_fault)
+        with self._lock:
+            denied = self._take_rule(call, "permission")
+        if denied is not None:
+            outcome.fault = "permission"
+            raise iam.permission_denied(call.method, call.path)
         if not spec.write:
             return spec.handler(call)
         if call.query.get("requestId"):
@@ -793,6 +798,7 @@ class Engine:
                 if ref.name not in DISK_TYPES:
                     raise errors.not_found(f"projects/{ref.project}/zones/{ref.zone}/diskTypes/{ref.name}")
                 type_name = ref.name
+            access_mode = access.access_mode_for_insert(type_name, body.get("accessMode"))
             source = body.get("sourceImage") or call.query.get("sourceImage")
             image: Image | None = None
             if source:
@@ -830,6 +836,7 @@ class Engine:
                 created=time.time(),
                 size_gb=size_gb,
                 type_name=type_name,
+                access_mode=access_mode,
                 description=str(body.get("description", "")),
                 labels=disk_labels,
                 source_image=image.key if image else None,
@@ -1129,11 +1136,19 @@ class Engine:
         mode = spec.get("mode") or "READ_WRITE"
         if mode not in ("READ_WRITE", "READ_ONLY"):
             raise errors.invalid_field("resource.mode", mode, "Must be READ_WRITE or READ_ONLY.")
+        others = []
         for other, att in self._disk_users(disk.key):
-            if other is inst or att.mode == "READ_WRITE" or mode == "READ_WRITE":
-                raise errors.in_use(
-                    disk_path, f"projects/{other.project}/zones/{other.zone}/instances/{other.name}"
-                )
+            user = f"projects/{other.project}/zones/{other.zone}/instances/{other.name}"
+            if other is inst:
+                raise errors.in_use(disk_path, user)
+            others.append((user, att.mode))
+        access.check_attach(
+            disk_path=disk_path,
+            disk_type=disk.type_name,
+            access_mode=disk.access_mode,
+            attach_mode=mode,
+            others=others,
+        )
         if index is None:
             index = max((a.index for a in inst.disks), default=0) + 1
         device_name = spec.get("deviceName") or f"persistent-disk-{index}"
@@ -1468,6 +1483,16 @@ class Engine:
                     "requestId": op.request_id,
                     "latencyS": round(op.latency_s, 6),
                     "startedAtS": round(op.started_mono - self._t0, 6) if op.started_mono else None,
+                    # What the simulator itself added to this operation: the insert call's own latency,
+                    # the PENDING pause and the RUNNING time (a benchmark's cloud floor). Time spent queued
+                    # behind other operations on the same resource is not in it; the wall-clock moments
+                    # (epoch seconds) show it.
+                    "injectedS": round(
+                        self._profile.call_write_s + self._profile.pending_s + op.latency_s, 6
+                    ),
+                    "insertedAt": op.inserted,
+                    "runningAt": op.started,
+                    "endedAt": op.ended,
                 }
                 out.append(entry)
             return out

@@ -117,6 +117,7 @@ class Disk:
     size_gb: int
     type_name: str
     status: str = "CREATING"
+    access_mode: str | None = None  # Hyperdisk only (see ``access``); Persistent Disk has none
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     source_image: ImageKey | None = None
@@ -146,6 +147,8 @@ class Disk:
         }
         if self.description:
             out["description"] = self.description
+        if self.access_mode is not None:
+            out["accessMode"] = self.access_mode
         if self.labels:
             out["labels"] = dict(self.labels)
         if self.source_image is not None:

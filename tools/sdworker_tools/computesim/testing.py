@@ -1,4 +1,4 @@
-"""Helpers for tests that drive the simulator: small ext4 images, operation waits, loop devices.
+"""Helpers for tests that drive the simulator: small ext4 images, publishing builds, operation waits, loops.
 
 Shared by the simulator's own tests and by operator/agent tests that need a disk image with
 known files, so every test builds its images the same way (``mkfs.ext4 -d``: no mount, no root
@@ -13,9 +13,13 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sdworker_images import publish
 from sdworker_tools import procs
+
+if TYPE_CHECKING:
+    from sdworker_tools.computesim.server import ComputeSim
 
 DONE = "DONE"
 
@@ -42,6 +46,25 @@ def make_ext4_image(
     procs.run([*argv, str(path)])
     procs.run(["rm", "-rf", str(tree)])
     return path
+
+
+def publish_build(
+    sim: ComputeSim, build_dir: Path, *, project: str, family: str | None = None, name: str | None = None
+) -> publish.PublishResult:
+    """Publish a finished ``sdworker image build`` into the simulator with the real publisher.
+
+    What ``sdworker image publish --upload-dir <sim state>/uploads --api-endpoint <sim>`` does: the image
+    gets its labels and description from ``sdworker.image_meta``, never from a test.
+    """
+    return publish.publish(
+        build_dir,
+        project=project,
+        uploader=publish.LocalDirUploader(sim.state_dir / "uploads"),
+        images=publish.ComputeImageService(sim.endpoint),
+        family=family,
+        name=name,
+        timeout=120,
+    )
 
 
 def losetup_list() -> dict[str, str]:

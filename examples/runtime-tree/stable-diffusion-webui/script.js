@@ -1,0 +1,1 @@
+console.log("stand-in webui script.js");

@@ -1,0 +1,118 @@
+"""Fixtures of the chaos campaign: a world per scenario, the runtime image, and the campaign's table.
+
+``make test`` runs the quick variants (a few operator kills over a dozen nodes, every other fault once);
+``make chaos`` (``SDWORKER_CHAOS=full``) adds the ``chaos_full`` ones (100 nodes, 20+ kills). Variants
+marked ``chaos_full`` are deselected, not skipped, when the full campaign is not asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from sdworker_tools.cluster import LocalCluster
+from sdworker_tools.computesim import ComputeSim, SimConfig
+from sdworker_tools.operator_proc import OperatorProcess
+from tests.chaos.campaign import Campaign
+from tests.chaos.world import Kubelet, World
+from tests.integration.conftest import crds
+from tests.integration.test_agent_support import Harness, RuntimeImage, build_runtime_image
+
+__all__ = ["crds"]
+
+FULL = os.environ.get("SDWORKER_CHAOS") == "full"
+_campaign = Campaign()
+MakeWorld = Callable[..., World]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "chaos_full: the full chaos campaign only (make chaos)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, dropped = [], []
+    for item in items:
+        if "tests/chaos/" in str(item.path):
+            item.add_marker(pytest.mark.cluster)
+            if item.get_closest_marker("chaos_full") is not None and not FULL:
+                dropped.append(item)
+                continue
+        keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def campaign() -> Campaign:
+    return _campaign
+
+
+@pytest.fixture(scope="session")
+def runtime_image(tmp_path_factory: pytest.TempPathFactory) -> RuntimeImage:
+    """A small runtime built (and packed for publishing) by the real image builder."""
+    return build_runtime_image(
+        tmp_path_factory.mktemp("chaos-image"), "sd-chaos", model_bytes=16 << 20, pack=True
+    )
+
+
+@pytest.fixture
+def make_world(
+    cluster: LocalCluster,
+    api: client.ApiClient,
+    crds: list[str],
+    namespace: str,
+    runtime_image: RuntimeImage,
+    tmp_path: Path,
+) -> Iterator[MakeWorld]:
+    """``make_world(sim_config, seed=..., operator_args=(...))``: a started world, torn down after."""
+    made: list[tuple[ComputeSim, Harness, OperatorProcess]] = []
+    kubelet = Kubelet(cluster, namespace)
+
+    def make(config: SimConfig, *, seed: int, operator_args: tuple[str, ...] = ()) -> World:
+        sim = ComputeSim(config).start()
+        suffix = f"c{uuid.uuid4().hex[:6]}"
+        harness = Harness(cluster, api, sim, namespace, suffix, tmp_path)
+        op = OperatorProcess(
+            cluster,
+            tmp_path / "operator-logs",
+            extra_args=[
+                "--cloud=gce",
+                f"--compute-endpoint={sim.endpoint}",
+                "--anonymous-credentials",
+                f"--cluster-name={suffix}",
+                "--resync-seconds=5",
+                "--sweep-seconds=3",
+                *operator_args,
+            ],
+            verbose=False,
+        )
+        made.append((sim, harness, op))
+        world = World(cluster, api, sim, harness, op, random.Random(seed))
+        world.publish(runtime_image.path.parent)
+        op.start()
+        return world
+
+    try:
+        yield make
+    finally:
+        for sim, harness, op in reversed(made):
+            op.stop()
+            harness.close()
+            sim.stop()
+        kubelet.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _campaign.rows:
+        return
+    terminalreporter.section("chaos campaign")
+    for line in _campaign.table():
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"written to {_campaign.write()}")
