@@ -14,17 +14,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 
 from sdworker_tools.cluster import LocalCluster
 from sdworker_tools.computesim import ComputeSim, SimConfig
 from sdworker_tools.operator_proc import OperatorProcess
 from tests.chaos.campaign import Campaign
 from tests.chaos.world import Kubelet, World
-from tests.integration.conftest import crds
+from tests.integration.conftest import CRDS
 from tests.integration.test_agent_support import Harness, RuntimeImage, build_runtime_image
-
-__all__ = ["crds"]
 
 FULL = os.environ.get("SDWORKER_CHAOS") == "full"
 _campaign = Campaign()
@@ -47,6 +45,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+# The campaign's own control plane. Its invariants are judged over the whole cluster (every RuntimeDisk,
+# node and SDWorker), and its operators act on every matching node, so nothing another test left in the
+# session's cluster (a node, a RuntimeDisk, an SDWorker whose image this simulator cannot resolve) may be
+# there: these override the session's ``cluster``, ``api``, ``core`` and ``crds`` for tests/chaos.
+
+
+@pytest.fixture(scope="package")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster() as c:
+        yield c
+
+
+@pytest.fixture(scope="package")
+def api(cluster: LocalCluster) -> Iterator[client.ApiClient]:
+    api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture(scope="package")
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="package")
+def crds(cluster: LocalCluster) -> list[str]:
+    """The sdworker CRDs, applied from crds/ and Established, in the campaign's cluster."""
+    cluster.kubectl("apply", "--server-side", "-f", str(CRDS))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    return [
+        line.split("/", 1)[1]
+        for line in cluster.kubectl("get", "-f", str(CRDS), "-o", "name").split()
+        if line.startswith("customresourcedefinition")
+    ]
 
 
 @pytest.fixture(scope="session")

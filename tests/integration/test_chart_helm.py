@@ -130,13 +130,17 @@ def test_workload_identity_annotation_comes_from_values(helm: Helm) -> None:
     assert "annotations" not in find(helm.template(), "ServiceAccount", "sdworker-operator")["metadata"]
 
 
-def test_operator_role_grants_no_secrets_pods_or_rbac(helm: Helm) -> None:
+def test_operator_role_grants_no_secrets_pod_writes_or_rbac(helm: Helm) -> None:
     for values in CI_VALUES:
         for doc in helm.template(values=[values]):
             if doc["kind"] not in {"ClusterRole", "Role"}:
                 continue
             for rule in doc["rules"]:
-                assert not {"secrets", "pods", "serviceaccounts", "*"} & set(rule["resources"]), (doc, rule)
+                assert not {"secrets", "serviceaccounts", "*"} & set(rule["resources"]), (doc, rule)
+                if "pods" in rule["resources"]:
+                    # Read-only: a runtime is retired only once no pod on its node uses it (issue 14).
+                    assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+                    assert {"pods/exec", "pods/attach", "pods/portforward"}.isdisjoint(rule["resources"])
                 assert "*" not in rule["verbs"], rule
                 assert "*" not in rule["apiGroups"], rule
                 assert not {"roles", "clusterroles", "rolebindings", "clusterrolebindings"} & set(
