@@ -25,10 +25,6 @@ from sdworker_tools.computesim import ComputeSim
 REPO = Path(__file__).resolve().parents[2]
 
 
-def cache_dir(name: str) -> Path:
-    return Path(os.environ.get("SDWORKER_CACHE", Path.home() / ".cache" / "sdworker")) / name
-
-
 def env_with(path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(path), *filter(None, [env.get("PYTHONPATH")])])
@@ -67,7 +63,7 @@ def standin_tree() -> Path:
         standin_runtime.REQUIREMENTS.read_bytes(),
         Path(standin_runtime.__file__).read_bytes(),
     ]
-    dest = cache_dir("standin-tree") / hashlib.sha256(b"".join(lines)).hexdigest()[:16]
+    dest = standin_runtime.cache_root() / "standin-tree" / hashlib.sha256(b"".join(lines)).hexdigest()[:16]
     if not dest.is_dir():
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="tree.", dir=dest.parent))
@@ -82,7 +78,7 @@ def standin_tree() -> Path:
 def build_image(tree: Path, *, log: Callable[[str], None] = print) -> tuple[Path, str]:
     """The build directory (``sdworker image build --out``) and its content digest, built once per tree
     content and builder version."""
-    out = cache_dir("demo-runtime") / tree_hash(tree)
+    out = standin_runtime.cache_root() / "demo-runtime" / tree_hash(tree)
     manifest_file = out / runtime_manifest.MANIFEST_NAME
     if not all((out / f).is_file() for f in ("disk.raw", "image.tar.gz", "build.json", manifest_file.name)):
         log(f"[image] building the runtime disk image from {tree} (cached in {out})")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sdworker import status_view
+from sdworker.api.parse import parse_time
 from sdworker_tools.chart_png import render_png
 from sdworker_tools.journey import Credentials, check_serving
 
@@ -22,7 +23,7 @@ Json = dict[str, Any]
 
 
 def time_of(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+    return parse_time(value) if value else None
 
 
 def pod_ready(pod: Json) -> datetime | None:
