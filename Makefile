@@ -30,7 +30,7 @@ tools: ## build the Go control plane, kwok and Karpenter (cached outside the rep
 test: lint tools ## lint (ruff, mypy --strict, import-linter), then unit + integration tests (starts and stops its own control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-chaos: venv tools ## the full chaos campaign (tests/chaos: 100-node scale-out/in under 22 operator kills, agent kills, cloud faults, races); prints the table, writes out/chaos/
+chaos: venv tools ## the full chaos campaign (tests/chaos: 100-node scale-out/in under 22 operator kills, agent kills, cloud faults, races, operator peering, API server restart, Karpenter + pod runner); prints the table, writes out/chaos/
 	SDWORKER_CHAOS=full $(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 test-unit: venv ## unit tests only (no cluster)
@@ -59,12 +59,12 @@ cluster: venv tools ## run a local control plane with 3 kwok GPU nodes until Ctr
 computesim: venv ## run the compute API simulator until Ctrl-C (PROFILE=fast|realistic)
 	$(PY) -m sdworker_tools.computesim --latency-profile $(or $(PROFILE),fast)
 
-bench: venv tools ## benchmarks: image build stage by stage vs its floors, parallel prefetch vs sequential read (SIZE_GB=2), scale-out 1/10/100 nodes vs the reference
+bench: venv tools ## benchmarks: image build stage by stage vs its floors, parallel prefetch vs sequential read (SIZE_GB=2), scale-out 1/10/100 nodes (and 1000 on a simulated mount layer) vs the reference
 	$(PY) bench/bench_image_build.py --size-gb $(or $(SIZE_GB),2)
 	$(PY) bench/bench_prefetch.py
 	$(PY) -m bench.bench_scaleout --full
 
-bench-quick: venv tools ## quick benchmarks (a few minutes): image build at 0.5 GB / 5,000 files vs its floors, scale-out 1 and 10 nodes vs the reference (fast cloud)
+bench-quick: venv tools ## quick benchmarks (a few minutes): image build at 0.5 GB / 5,000 files vs its floors, scale-out 1 and 10 nodes (scripted and Karpenter) vs the reference (fast cloud)
 	$(PY) bench/bench_image_build.py --size-gb 0.5 --files 5000
 	$(PY) -m bench.bench_scaleout --quick --latency fast
 

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import scaleout_targets
 from PIL import Image, ImageDraw, ImageFont
 
 from sdworker import status_view
@@ -195,9 +196,11 @@ def _reference_nodes(run: Json, call_s: float) -> list[Json]:
 def analyse(entry: Json) -> Json:
     """Add per-node figures and a summary to each run of a scenario entry (in place; returned)."""
     call_s = profile(entry["latency"]).call_write_s
-    n = int(entry["scenario"]["nodes"])
     quota = float(entry["write_quota"])
     sdw = entry["sdworker"]
+    # Karpenter packs replicas onto nodes (a 2-GPU type holds two): count its nodes, not the replicas.
+    autoscaled = entry["scenario"].get("join") == "autoscaler"
+    n = len(sdw["created"]) if autoscaled else int(entry["scenario"]["nodes"])
     sdw["per_node"] = _sdworker_nodes(sdw, call_s)
     sdw["summary"] = _summary(sdw["per_node"], n, sdw["created"])
     sdw["summary"]["cloud_calls"] = _calls(sdw["requests"], n)
@@ -211,8 +214,8 @@ def analyse(entry: Json) -> Json:
     ref = entry.get("reference")
     if ref is not None:
         ref["per_node"] = _reference_nodes(ref, call_s)
-        ref["summary"] = _summary(ref["per_node"], n, ref["created"])
-        ref["summary"]["cloud_calls"] = _calls(ref["requests"], n)
+        ref["summary"] = _summary(ref["per_node"], len(ref["created"]), ref["created"])
+        ref["summary"]["cloud_calls"] = _calls(ref["requests"], len(ref["created"]))
         a, b = ref["summary"]["ready_p50_s"], sdw["summary"]["ready_p50_s"]
         entry["ratio_p50"] = a / b if a and b else None
         a, b = ref["summary"]["makespan_s"], sdw["summary"]["makespan_s"]
@@ -279,6 +282,7 @@ def table(results: Sequence[Json]) -> str:
     rows = [HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
     for e in results:
         sc = e["scenario"]
+        label = sc.get("label") or f"{sc['name']} ({sc['join']})"
         for run in ("sdworker", "reference"):
             if run not in e:
                 continue
@@ -297,7 +301,7 @@ def table(results: Sequence[Json]) -> str:
                 rss = f"gcloud {e[run]['gcloud']['peak_rss_mb_max']:.0f}"
                 ratio = f"**{_f(e.get('ratio_p50'))}x**"
             rows.append(
-                f"| {sc['name']} ({sc['join']}) | {run} | {s['ready']}/{s['expected']} "
+                f"| {label} | {run} | {s['ready']}/{s['expected']} "
                 f"| {_f(s['ready_p50_s'])} / {_f(s['ready_p99_s'])} / {_f(s['ready_max_s'])} "
                 f"| {_f(s['floor_p50_s'])} | {_f(s['overhead_p50_s'])} / {_f(s['overhead_p99_s'])} "
                 f"| {_f(s['agent_up_p50_s'])} | {_f(s['makespan_s'], 1)} "
@@ -407,10 +411,17 @@ def plot_overhead(results: Sequence[Json], path: Path) -> Path:
     return path
 
 
+TIMELINE_ROWS = 100
+
+
 def plot_timeline(entry: Json, path: Path) -> Path:
-    """The ``sdworker status`` cold-start chart of the run, from this script's precise node creation times."""
+    """The ``sdworker status`` cold-start chart of the run, from this script's precise node creation times
+    (at most ``TIMELINE_ROWS`` nodes, evenly spaced in creation order, so a 1000-node run stays legible)."""
+    created = entry["sdworker"]["created"]
+    every = sorted(entry["sdworker"]["runtimedisks"], key=lambda rd: created.get(rd["spec"]["nodeName"], 0.0))
+    step = max(1, -(-len(every) // TIMELINE_ROWS))
     rds = []
-    for rd in entry["sdworker"]["runtimedisks"]:
+    for rd in every[::step]:
         node = rd["spec"]["nodeName"]
         t0 = entry["sdworker"]["created"].get(node)
         status = dict(rd.get("status") or {})
@@ -430,9 +441,12 @@ def write(results: Sequence[Json], out: Path, *, tag: str = "") -> list[Path]:
     js.write_text(json.dumps(list(results), indent=1, default=str))
     md = out / f"{stem}.md"
     first = results[0] if results else {"latency": "-", "write_quota": 0}
+    loads = [e[k] for e in results for k in ("load_before", "load_after") if k in e]
+    load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
     md.write_text(
         f"Scale-out, latency profile `{first['latency']}`, write quota {first['write_quota']:g}/s, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n{table(results)}\n"
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load}\n\n{table(results)}\n\n"
+        f"Against the issue's targets:\n\n{scaleout_targets.table(results)}\n"
     )
     pngs = [
         plot_ready(results, out / f"{stem}-ready.png"),

@@ -25,6 +25,7 @@ FROM python:3.11.11-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
+COPY content/ content/
 COPY daemonset/ daemonset/
 COPY tools/ tools/
 COPY images/ images/

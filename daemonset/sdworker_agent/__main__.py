@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -18,11 +19,12 @@ import sys
 from aiohttp import web
 
 from sdworker.api.constants import MOUNT_ROOT
-from sdworker.manifest import VerifyMode
-from sdworker_agent.agent import Agent, Config
+from sdworker_agent.agent import Agent
+from sdworker_agent.config import Config
 from sdworker_agent.kubeio import AgentKube
 from sdworker_agent.metrics import Metrics, health_app
 from sdworker_agent.prefetch import DEFAULT_WORKERS
+from sdworker_content.verify import VerifyMode
 
 log = logging.getLogger("sdworker_agent")
 
@@ -45,13 +47,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prefetch-workers", type=int, default=DEFAULT_WORKERS, help="parallel prefetch readers")
     p.add_argument(
         "--verify",
-        choices=[m.value for m in VerifyMode],
-        default=VerifyMode.STAT.value,
+        dest="verify_mode",
+        type=VerifyMode,
+        choices=list(VerifyMode),
+        metavar="{" + ",".join(m.value for m in VerifyMode) + "}",
+        default=VerifyMode.STAT,
         help="digest: manifest only; stat: plus every path's type and size (default); full: re-hash all",
     )
     p.add_argument("--full-fsck", action="store_true", help="force all e2fsck passes even on a clean disk")
     p.add_argument("--resync-seconds", type=float, default=60.0, help="full reconcile period")
-    p.add_argument("--watch-timeout", type=int, default=300, help="seconds before a watch is renewed")
+    p.add_argument(
+        "--watch-timeout",
+        dest="watch_timeout_seconds",
+        type=int,
+        default=300,
+        help="seconds before a watch is renewed",
+    )
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     if not args.node_name:
@@ -60,18 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    return Config(
-        node_name=args.node_name,
-        dev_root=args.dev_root,
-        host_root=args.host_root,
-        mount_root=args.mount_root,
-        device_timeout=args.device_timeout,
-        prefetch_workers=args.prefetch_workers,
-        verify_mode=VerifyMode(args.verify),
-        full_fsck=args.full_fsck,
-        resync_seconds=args.resync_seconds,
-        watch_timeout_seconds=args.watch_timeout,
-    )
+    """The ``Config`` the flags say: each flag's destination is the name of the field it sets."""
+    given = vars(args)
+    return Config(**{f.name: given[f.name] for f in dataclasses.fields(Config) if f.name in given})
 
 
 async def serve(args: argparse.Namespace) -> None:

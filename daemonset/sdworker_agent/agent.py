@@ -1,11 +1,15 @@
-"""The node agent's control loop: observe, plan, act; and the bring-up of one runtime disk.
+"""The node agent's control loop: observe, plan, act.
 
-Owns the in-memory view of this node's RuntimeDisks (a server-side filtered list+watch), the reconcile
-loop that turns each observation into actions through ``sdworker_agent.plan``, and the bring-up worker
-that takes one RuntimeDisk from ``Attached`` to ``Ready``: claim (``Mounting``), find the device, check
-the filesystem, mount read-only, verify the manifest, prefetch, report. Host work runs in threads
-(``sdworker_agent.system``, ``sdworker.manifest``, ``sdworker_agent.prefetch``) so the loop keeps serving
-probes and watch events meanwhile.
+Owns the in-memory view of this node's RuntimeDisks (a server-side filtered list+watch) and the reconcile
+loop that turns each observation into actions through ``sdworker_agent.plan``: the Node patch
+(``sdworker_agent.nodepatch``), unmounts, finalizer releases, ``Failed`` marks, and the bring-ups it
+starts and stops (``sdworker_agent.bringup``).
+
+Both run on the operator's work queue (``sdworker.workqueue``, docs/architecture.md): reconcile passes are
+the one key of one queue (marks coalesce, a pass never runs twice at once, a mark during a pass runs one
+more, a pass that raised runs again after back-off), and bring-ups are keyed by RuntimeDisk in a second
+queue, which retries one that the API server or the host interrupted after back-off; until that retry, the
+plan's repeated "bring it up" is left to the queue.
 
 Why a plain watch loop and not kopf: kopf filters labels on the client, so every agent would stream every
 RuntimeDisk in the cluster, and it writes progress annotations and finalizers of its own onto objects
@@ -21,73 +25,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
-from sdworker import manifest
-from sdworker.api import conditions
 from sdworker.api import constants as c
 from sdworker.api.parse import SpecError, parse_runtimedisk
-from sdworker.api.types import ConditionStatus, Phase, PrefetchStats, RuntimeDisk, RuntimeDiskStatus
+from sdworker.api.types import Phase
 from sdworker.kube.client import Json, KubeError
-from sdworker_agent import mountinfo, plan, prefetch, system
+from sdworker.workqueue import WorkQueue, backoff
+from sdworker_agent import mountinfo, nodepatch, plan, system
+from sdworker_agent.bringup import Aborted, BringUp
+from sdworker_agent.config import Config
 from sdworker_agent.kubeio import AgentKube, NotFoundError, Stop, WatchExpiredError, involved
 from sdworker_agent.metrics import Metrics
 
 log = logging.getLogger("sdworker_agent")
 
-CONDITION_READY: Final = "Ready"
 _MAX_BACKOFF: Final = 60.0
-_UNMOUNT_LAYERS: Final = 16
-
-
-@dataclass(frozen=True)
-class Config:
-    node_name: str
-    dev_root: str = "/dev"
-    host_root: str = "/host"
-    mount_root: str = c.MOUNT_ROOT
-    device_timeout: float = 120.0
-    prefetch_workers: int = prefetch.DEFAULT_WORKERS
-    verify_mode: manifest.VerifyMode = manifest.VerifyMode.STAT
-    full_fsck: bool = False
-    resync_seconds: float = 60.0
-    watch_timeout_seconds: int = 300
-    mountinfo_path: str = "/proc/self/mountinfo"
-
-    @property
-    def mount_dir(self) -> str:
-        """The mount root as the agent sees it (under the host root)."""
-        return os.path.join(os.path.normpath(self.host_root), os.path.normpath(self.mount_root).lstrip("/"))
-
-    @property
-    def selector(self) -> str:
-        return f"{c.LABEL_NODE}={self.node_name}"
-
-
-class BringUpError(Exception):
-    """A step failed for a reason that retrying will not fix: the RuntimeDisk becomes Failed."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
-
-
-class Aborted(Exception):  # noqa: N818 - a control signal, not an error report
-    """The bring-up was asked to stop (its RuntimeDisk is being deleted)."""
+_BRING_UP_WORKERS: Final = 16  # a node has a handful of runtimes: in practice, every one at once
+_RETRY_STUCK: Final = 5.0  # an unmount or finalizer release that did not go through
 
 
 @dataclass
 class _Worker:
+    """A bring-up wanted or running: ``stop`` asks it to end at its next step, ``done`` says it ended."""
+
     stop: threading.Event = field(default_factory=threading.Event)
-    task: asyncio.Task[None] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    started: bool = False
 
 
 def _now() -> datetime:
@@ -112,24 +80,35 @@ class Agent:
         self.kube = kube
         self.config = config
         self.metrics = metrics or Metrics()
-        self.now = now
         self.disks: dict[str, Json] = {}
         self.synced = False
         self.watching = False
-        self._wake = asyncio.Event()
+        self.bring_up = BringUp(kube, config, self.metrics, now=now, remember=self._remember, view=self._view)
+        self._reconciles = WorkQueue[str](
+            self._reconcile, name="reconcile", max_delay=_MAX_BACKOFF, on_error=self._reconcile_failed
+        )
+        self._bring_ups = WorkQueue[str](
+            self._bring_up_one,
+            name="bring-up",
+            concurrency=_BRING_UP_WORKERS,
+            max_delay=_MAX_BACKOFF,
+            on_error=self._bring_up_failed,
+        )
         self._workers: dict[str, _Worker] = {}
-        self._not_before: dict[str, float] = {}
-        self._failures: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._bring_up_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def run(self) -> None:
         self._tasks = [
             asyncio.create_task(self._watch_forever(), name="watch"),
-            asyncio.create_task(self._reconcile_forever(), name="reconcile"),
+            asyncio.create_task(self._reconciles.run(), name="reconcile"),
             asyncio.create_task(self._resync_forever(), name="resync"),
         ]
+        # Not gathered with the loops: cancelling the agent must not cancel a bring-up between its steps.
+        self._bring_up_task = asyncio.create_task(self._bring_ups.run(), name="bring-ups")
         try:
             await asyncio.gather(*self._tasks)
         finally:
@@ -137,15 +116,20 @@ class Agent:
 
     async def stop(self) -> None:
         """Stop the loops and let in-flight bring-ups reach a safe point; mounts stay (pods use them)."""
+        self._stopping = True  # a retry falling due from now on does not start
         for task in self._tasks:
             task.cancel()
-        for worker in self._workers.values():
+        await self._reconciles.close()
+        workers = list(self._workers.values())
+        for worker in workers:
             worker.stop.set()
-        pending = [w.task for w in self._workers.values() if w.task is not None]
-        await asyncio.gather(*self._tasks, *pending, return_exceptions=True)
+        running = [w.done.wait() for w in workers if w.started]
+        await asyncio.gather(*running, return_exceptions=True)
+        await self._bring_ups.close()
+        await asyncio.gather(*self._tasks, *filter(None, [self._bring_up_task]), return_exceptions=True)
 
     def alive(self) -> str:
-        dead = [t.get_name() for t in self._tasks if t.done()]
+        dead = [t.get_name() for t in [*self._tasks, *filter(None, [self._bring_up_task])] if t.done()]
         return f"loop stopped: {', '.join(dead)}" if dead else ""
 
     def ready(self) -> str:
@@ -154,10 +138,11 @@ class Agent:
         return "" if self.watching else "not watching RuntimeDisks (API server unreachable?)"
 
     def mark(self) -> None:
-        self._wake.set()
+        """Ask for a reconcile pass (marks coalesce)."""
+        self._reconciles.add(self.config.node_name)
 
     def _mark_later(self, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay, self.mark)
+        self._reconciles.add_after(self.config.node_name, delay)
 
     # --- observing -----------------------------------------------------------------------------
 
@@ -207,7 +192,7 @@ class Agent:
             except Exception as exc:
                 self.watching = False
                 failures += 1
-                delay = min(_MAX_BACKOFF, 0.5 * 2 ** min(failures, 8))
+                delay = backoff(failures, cap=_MAX_BACKOFF)
                 log.warning("RuntimeDisk list/watch failed (retry in %.1fs): %s", delay, exc)
                 self.metrics.watch_restarts.inc()
                 await asyncio.sleep(delay)
@@ -244,22 +229,12 @@ class Agent:
 
     # --- reconciling ---------------------------------------------------------------------------
 
-    async def _reconcile_forever(self) -> None:
-        failures = 0
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.reconcile_once()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                delay = min(_MAX_BACKOFF, 0.5 * 2 ** min(failures, 8))
-                self.metrics.reconcile_errors.inc()
-                log.warning("reconcile failed (attempt %d, retry in %.1fs): %s", failures, delay, exc)
-                self._mark_later(delay)
+    async def _reconcile(self, _: str) -> None:
+        await self.reconcile_once()
+
+    def _reconcile_failed(self, _: str, exc: BaseException, failures: int, delay: float) -> None:
+        self.metrics.reconcile_errors.inc()
+        log.warning("reconcile failed (attempt %d, retry in %.1fs): %s", failures, delay, exc)
 
     async def reconcile_once(self) -> plan.Plan:
         cfg = self.config
@@ -268,12 +243,11 @@ class Agent:
         mounts = await asyncio.to_thread(system.read_mountinfo, cfg.mountinfo_path)
         node = await self.kube.get("Node", cfg.node_name)
         views = tuple(v for v in map(self._view, list(self.disks.values())) if v is not None)
-        now = time.monotonic()
         obs = plan.Observation(
             disks=views,
             mounts=mounts,
             mount_dir=cfg.mount_dir,
-            node=node_view(node) if node is not None else None,
+            node=nodepatch.node_view(node) if node is not None else None,
             busy=frozenset(self._workers),
             synced=self.synced,
         )
@@ -291,16 +265,15 @@ class Agent:
         for release in actions.releases:
             retry |= not await self._release(release.name)
         for failure in actions.failures:
-            await self._fail(failure.name, failure.reason, failure.message)
+            await self.bring_up.fail(failure.name, failure.reason, failure.message)
         for bring_up in actions.bring_ups:
-            due = self._not_before.get(bring_up.name, 0.0)
-            if due > now:
-                self._mark_later(due - now)
-                continue
+            if self._bring_ups.failures(bring_up.name):
+                continue  # interrupted before: the queue brings it up again after its back-off
             log.info("RuntimeDisk %s: bringing it up (%s)", bring_up.name, bring_up.reason)
-            self._start(bring_up.name)
+            self._workers[bring_up.name] = _Worker()  # busy from now on, for the next pass's plan
+            self._bring_ups.add(bring_up.name)
         if retry:
-            self._mark_later(5.0)
+            self._mark_later(_RETRY_STUCK)
         return actions
 
     def _export(self, obs: plan.Observation, actions: plan.Plan) -> None:
@@ -317,39 +290,19 @@ class Agent:
             m.runtimedisks.labels(phase=phase).set(count)
 
     async def _patch_node(self, node: Json, patch: plan.NodePatch) -> None:
-        ops: list[Json] = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": node["metadata"]["resourceVersion"]}
-        ]
-        for key in patch.remove_labels:
-            ops.append({"op": "remove", "path": f"/metadata/labels/{json_pointer(key)}"})
-        if patch.set_labels and not node["metadata"].get("labels"):
-            ops.append({"op": "add", "path": "/metadata/labels", "value": {}})
-        for key in patch.set_labels:
-            ops.append(
-                {"op": "add", "path": f"/metadata/labels/{json_pointer(key)}", "value": c.RUNTIME_READY_VALUE}
-            )
-        if patch.remove_taint:
-            taints = [
-                t for t in (node.get("spec") or {}).get("taints") or [] if t.get("key") != c.STARTUP_TAINT_KEY
-            ]
-            ops.append({"op": "replace", "path": "/spec/taints", "value": taints})
-        await self.kube.patch("Node", self.config.node_name, ops, json_patch=True)
+        name = self.config.node_name
+        await self.kube.patch("Node", name, nodepatch.json_patch(node, patch), json_patch=True)
         if patch.set_labels or patch.remove_labels:
             log.info(
                 "Node %s: runtime labels set %s, removed %s",
-                self.config.node_name,
+                name,
                 list(patch.set_labels),
                 list(patch.remove_labels),
             )
         if patch.remove_taint:
-            log.info("Node %s: every runtime is ready; removed the startup taint", self.config.node_name)
+            log.info("Node %s: every runtime is ready; removed the startup taint", name)
             await self.kube.event(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Node",
-                    "name": self.config.node_name,
-                    "uid": node["metadata"]["uid"],
-                },
+                {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]},
                 warning=False,
                 reason="StartupTaintRemoved",
                 message=f"Every runtime disk is mounted and verified; removed {c.STARTUP_TAINT_KEY}",
@@ -358,7 +311,7 @@ class Agent:
     async def _unmount(self, action: plan.Unmount) -> bool:
         what = f"RuntimeDisk {action.name}" if action.name else "an unclaimed mount"
         try:
-            layers = await asyncio.to_thread(self._unmount_all, action.target)
+            layers = await asyncio.to_thread(system.unmount_all, self.config.mountinfo_path, action.target)
         except system.HostError as failure:
             log.warning("%s: could not unmount %s (will retry): %s", what, action.target, failure.message)
             return False
@@ -370,16 +323,6 @@ class Agent:
                 involved(obj), warning=False, reason="RuntimeUnmounted", message=f"Unmounted {action.target}"
             )
         return True
-
-    def _unmount_all(self, target: str) -> int:
-        layers = 0
-        while mountinfo.mounts_at(system.read_mountinfo(self.config.mountinfo_path), target):
-            if layers >= _UNMOUNT_LAYERS:
-                raise system.HostError("UnmountFailed", f"{target} is still mounted after {layers} unmounts")
-            system.unmount(target)
-            layers += 1
-        system.remove_empty_dir(target)
-        return layers
 
     async def _release(self, name: str) -> bool:
         obj = self.disks.get(name)
@@ -396,301 +339,25 @@ class Agent:
         log.info("RuntimeDisk %s: unmounted; released %s", name, c.FINALIZER_UNMOUNT)
         return True
 
-    async def _fail(self, name: str, reason: str, message: str) -> None:
-        def failed(_: Json, status: RuntimeDiskStatus) -> RuntimeDiskStatus:
-            return with_phase(status, Phase.FAILED, reason, message, self.now())
+    # --- bring-ups in flight -------------------------------------------------------------------
 
-        try:
-            obj = await self.kube.update_status(name, failed)
-        except NotFoundError:
+    async def _bring_up_one(self, name: str) -> None:
+        worker = self._workers.setdefault(name, _Worker())  # a retry from the queue was not planned
+        if worker.stop.is_set() or self._stopping:  # aborted (or the agent stopping) before it started
+            self._workers.pop(name, None)
             return
-        self._remember(obj)
-        self.metrics.failures.labels(reason=reason).inc()
-        log.warning("RuntimeDisk %s: Failed: %s: %s", name, reason, message)
-        await self.kube.event(
-            involved(obj), warning=True, reason="RuntimeFailed", message=f"{reason}: {message}"
-        )
-
-    # --- bringing one runtime disk up ------------------------------------------------------------
-
-    def _start(self, name: str) -> None:
-        worker = _Worker()
-        self._workers[name] = worker
-        worker.task = asyncio.create_task(self._bring_up_guarded(name, worker.stop), name=f"bring-up {name}")
-
-    async def _bring_up_guarded(self, name: str, stop: threading.Event) -> None:
+        worker.started = True
         try:
-            await self._bring_up(name, stop)
-            self._failures.pop(name, None)
-            self._not_before.pop(name, None)
+            await self.bring_up.run(name, worker.stop)
         except (Aborted, Stop) as why:
             log.info("RuntimeDisk %s: bring-up stopped: %s", name, why)
         except NotFoundError:
             log.info("RuntimeDisk %s: gone during bring-up", name)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # The API server or a host call hiccuped: nothing to mark Failed, try again with backoff.
-            failures = self._failures.get(name, 0) + 1
-            self._failures[name] = failures
-            delay = min(_MAX_BACKOFF, 0.5 * 2 ** min(failures, 8))
-            self._not_before[name] = time.monotonic() + delay
-            log.warning("RuntimeDisk %s: bring-up interrupted (retry in %.1fs): %s", name, delay, exc)
         finally:
             self._workers.pop(name, None)
+            worker.done.set()
             self.mark()
 
-    async def _bring_up(self, name: str, stop: threading.Event) -> None:
-        cfg = self.config
-        mounts = await asyncio.to_thread(system.read_mountinfo, cfg.mountinfo_path)
-
-        def claim(obj: Json, status: RuntimeDiskStatus) -> RuntimeDiskStatus:
-            if obj["metadata"].get("deletionTimestamp"):
-                raise Stop("it is being deleted")
-            if status.phase not in (Phase.ATTACHED, Phase.MOUNTING, Phase.READY):
-                raise Stop(f"its phase is {status.phase}")
-            if status.phase is Phase.READY:
-                view = self._view(obj)
-                if view is not None and plan.mount_state(view, mounts) is plan.MountState.OURS:
-                    raise Stop("it is already Ready and mounted")
-            spec = obj["spec"]
-            message = (
-                f"Waiting for device google-{spec.get('deviceName')} to mount at {spec.get('mountPath')}"
-            )
-            return with_phase(status, Phase.MOUNTING, "Mounting", message, self.now())
-
-        obj = await self.kube.update_status(name, claim)
-        started = time.monotonic()
-        self._remember(obj)
-        rd = parse_runtimedisk(obj)
-        target, problem = plan.target_path(cfg.host_root, rd.spec.mount_path, cfg.mount_root)
-        try:
-            if problem:
-                raise BringUpError("InvalidMountPath", problem)
-            await self._bring_up_steps(rd, target, stop, started)
-        except BringUpError as failure:
-            await self._after_failure(rd, target, failure)
-        except system.HostError as failure:
-            if failure.reason == "Aborted":
-                raise Aborted(failure.message) from None
-            await self._after_failure(rd, target, BringUpError(failure.reason, failure.message))
-
-    async def _bring_up_steps(
-        self, rd: RuntimeDisk, target: str, stop: threading.Event, started: float
-    ) -> None:
-        cfg, m, spec = self.config, self.metrics, rd.spec
-
-        def check_stop() -> None:
-            if stop.is_set():
-                raise Aborted("asked to stop")
-
-        # 1. the device, by id
-        device = await asyncio.to_thread(
-            system.wait_for_device,
-            cfg.dev_root,
-            spec.device_name,
-            timeout=cfg.device_timeout,
-            should_stop=stop.is_set,
-        )
-        m.device_wait_seconds.observe(time.monotonic() - started)
-        check_stop()
-
-        # 2. the filesystem, mounted once
-        t0 = time.monotonic()
-        mounted_now, fsck_seconds = await asyncio.to_thread(self._ensure_mounted, device, target)
-        mount_seconds = time.monotonic() - t0
-        if mounted_now:
-            m.fsck_seconds.observe(fsck_seconds)
-            m.mount_seconds.observe(mount_seconds)
-        log.info(
-            "RuntimeDisk %s: %s %s at %s",
-            rd.name,
-            "mounted" if mounted_now else "found already mounted",
-            device.path,
-            target,
-        )
-
-        def mounted(_: Json, status: RuntimeDiskStatus) -> RuntimeDiskStatus:
-            self._still_mounting(status)
-            timings = status.timings
-            if mounted_now:
-                durations = {
-                    **timings.durations_seconds,
-                    "fsck": round(fsck_seconds, 3),
-                    "mount": round(mount_seconds, 3),
-                }
-                timings = replace(timings, mounted=self.now(), durations_seconds=durations)
-            elif timings.mounted is None:  # a previous agent mounted it and died before saying so
-                timings = replace(timings, mounted=self.now())
-            return replace(
-                status,
-                device_path=device.path,
-                message=f"Mounted {device.path} read-only at {spec.mount_path}; verifying the manifest",
-                timings=timings,
-            )
-
-        self._remember(await self.kube.update_status(rd.name, mounted))
-        check_stop()
-
-        # 3. the manifest digest
-        if not spec.image_digest:
-            raise BringUpError(
-                "DigestUnknown",
-                "expected spec.imageDigest to name the runtime's manifest digest, found it empty: "
-                "the runtime cannot be verified",
-            )
-        t0 = time.monotonic()
-        result = await asyncio.to_thread(manifest.verify, Path(target), spec.image_digest, cfg.verify_mode)
-        verify_seconds = time.monotonic() - t0
-        m.verify_seconds.observe(verify_seconds)
-        if not result.ok:
-            raise verify_failure(result, device.path)
-        check_stop()
-
-        def verified(_: Json, status: RuntimeDiskStatus) -> RuntimeDiskStatus:
-            self._still_mounting(status)
-            durations = {**status.timings.durations_seconds, "verify": round(verify_seconds, 3)}
-            return replace(
-                status,
-                message=f"Verified {spec.image_digest} ({result.mode.value}); prefetching",
-                timings=replace(status.timings, verified=self.now(), durations_seconds=durations),
-            )
-
-        self._remember(await self.kube.update_status(rd.name, verified))
-
-        # 4. the page cache
-        try:
-            fetched = await asyncio.to_thread(
-                prefetch.prefetch,
-                target,
-                spec.prefetch,
-                workers=cfg.prefetch_workers,
-                should_stop=stop.is_set,
-            )
-        except prefetch.PrefetchAborted as exc:
-            raise Aborted(str(exc)) from None
-        stats = fetched.stats
-        m.prefetch_seconds.observe(stats.seconds)
-        m.prefetch_bytes.inc(stats.bytes)
-        m.prefetch_throughput.labels(runtime=spec.runtime_id).set(stats.throughput_mbps)
-        log.info(
-            "RuntimeDisk %s: prefetched %d file(s), %d bytes in %.3fs (%.1f MB/s)%s",
-            rd.name,
-            len(fetched.files),
-            stats.bytes,
-            stats.seconds,
-            stats.throughput_mbps,
-            f"; skipped {', '.join(fetched.skipped)}" if fetched.skipped else "",
-        )
-        check_stop()
-
-        message = (
-            f"Mounted read-only at {spec.mount_path}, verified {spec.image_digest}, prefetched "
-            f"{len(fetched.files)} file(s) ({stats.bytes} bytes at {stats.throughput_mbps:.1f} MB/s)"
-        )
-        if fetched.skipped:
-            message += f"; prefetch skipped {', '.join(fetched.skipped)}"
-
-        def ready(_: Json, status: RuntimeDiskStatus) -> RuntimeDiskStatus:
-            self._still_mounting(status)
-            durations = {**status.timings.durations_seconds, "prefetch": round(stats.seconds, 3)}
-            new = with_phase(status, Phase.READY, "Ready", message, self.now())
-            return replace(
-                new,
-                prefetch=PrefetchStats(
-                    bytes=stats.bytes,
-                    seconds=round(stats.seconds, 3),
-                    throughput_mbps=round(stats.throughput_mbps, 1),
-                ),
-                timings=replace(status.timings, prefetched=self.now(), durations_seconds=durations),
-            )
-
-        obj = await self.kube.update_status(rd.name, ready)
-        self._remember(obj)
-        log.info("RuntimeDisk %s: Ready", rd.name)
-        await self.kube.event(involved(obj), warning=False, reason="RuntimeReady", message=message)
-        if fetched.skipped:
-            await self.kube.event(
-                involved(obj),
-                warning=True,
-                reason="PrefetchSkipped",
-                message=f"Not prefetched: {', '.join(fetched.skipped)}",
-            )
-
-    @staticmethod
-    def _still_mounting(status: RuntimeDiskStatus) -> None:
-        if status.phase is not Phase.MOUNTING:
-            raise Stop(f"its phase changed to {status.phase} during the bring-up")
-
-    def _ensure_mounted(self, device: system.Device, target: str) -> tuple[bool, float]:
-        """``(mounted_now, fsck_seconds)``; adopts a mount of this device, never mounts on top of one."""
-        here = mountinfo.mounts_at(system.read_mountinfo(self.config.mountinfo_path), target)
-        if len(here) == 1 and here[0].device == device.number:
-            return False, 0.0
-        for _ in here:  # someone else's mount, or stacked ones: take them all off first
-            log.warning("unmounting %s: it holds another device than %s", target, device.path)
-            system.unmount(target)
-        t0 = time.monotonic()
-        system.check_filesystem(device, full_check=self.config.full_fsck)
-        fsck_seconds = time.monotonic() - t0
-        system.mount_readonly(device, target)
-        return True, fsck_seconds
-
-    async def _after_failure(self, rd: RuntimeDisk, target: str, failure: BringUpError) -> None:
-        # A runtime that failed verification must not stay where pods could find it through hostPath.
-        if target:
-            try:
-                await asyncio.to_thread(self._unmount_all, target)
-            except system.HostError as exc:
-                log.warning("RuntimeDisk %s: could not unmount after failure: %s", rd.name, exc.message)
-        await self._fail(rd.name, failure.reason, failure.message)
-
-
-def node_view(node: Json) -> plan.NodeView:
-    return plan.NodeView(
-        name=node["metadata"]["name"],
-        tainted=any(
-            t.get("key") == c.STARTUP_TAINT_KEY for t in (node.get("spec") or {}).get("taints") or []
-        ),
-        runtime_labels=plan.runtime_labels(node["metadata"].get("labels") or {}),
-    )
-
-
-def json_pointer(key: str) -> str:
-    """A label key as one JSON-pointer segment (RFC 6901)."""
-    return key.replace("~", "~0").replace("/", "~1")
-
-
-def with_phase(
-    status: RuntimeDiskStatus, phase: Phase, reason: str, message: str, now: datetime
-) -> RuntimeDiskStatus:
-    ready = ConditionStatus.TRUE if phase is Phase.READY else ConditionStatus.FALSE
-    return replace(
-        status,
-        phase=phase,
-        reason=reason,
-        message=message,
-        conditions=conditions.set_condition(
-            status.conditions, type_=CONDITION_READY, status=ready, reason=reason, message=message, now=now
-        ),
-    )
-
-
-def verify_failure(result: manifest.VerifyResult, device: str) -> BringUpError:
-    where = f"/{manifest.MANIFEST_PATH} on {device}"
-    if result.manifest_digest is not None and result.manifest_digest != result.expected_digest:
-        return BringUpError(
-            "DigestMismatch",
-            f"expected manifest digest {result.expected_digest} (spec.imageDigest), "
-            f"found {result.manifest_digest} in {where}",
-        )
-    if result.manifest_digest is None:
-        return BringUpError(
-            "ManifestInvalid",
-            f"expected a runtime manifest digesting to {result.expected_digest}, found: {result.summary()}",
-        )
-    return BringUpError(
-        "RuntimeMismatch",
-        f"expected the runtime tree described by {result.expected_digest} ({result.mode.value} check), "
-        f"found: {result.summary()}",
-    )
+    def _bring_up_failed(self, name: str, exc: BaseException, _: int, delay: float) -> None:
+        # The API server or a host call hiccuped: nothing to mark Failed, try again with back-off.
+        log.warning("RuntimeDisk %s: bring-up interrupted (retry in %.1fs): %s", name, delay, exc)

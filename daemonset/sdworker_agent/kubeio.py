@@ -5,13 +5,14 @@ streaming watch carry the label selector ``sdworker.dev/node=<node>`` to the API
 thousand agents receives only its own node's few RuntimeDisks; kopf would filter by label on the client
 and have every agent stream every RuntimeDisk of the cluster.
 
-Status writes are read-modify-write with the object's resourceVersion as a precondition, retried on 409,
-so the agent never overwrites a phase the operator wrote a moment earlier (or vice versa).
+Status writes go through the operator's one status updater (``sdworker.kube.status.update_status``):
+read-modify-write with the object's resourceVersion as a precondition, retried on 409, so the agent never
+overwrites a phase the operator wrote a moment earlier (or vice versa). Here the agent only adds its typed
+view: its mutations see the parsed status and return a new one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -19,10 +20,10 @@ from typing import Any, Final
 from sdworker.api import constants as c
 from sdworker.api.parse import parse_runtimedisk
 from sdworker.api.types import RuntimeDiskStatus
+from sdworker.kube import status
 from sdworker.kube.client import (
     Json,
     Kube,
-    KubeError,
     WatchEvent,
     WatchExpiredError,
     object_ref,
@@ -64,25 +65,14 @@ class AgentKube(Kube):
 
         ``mutate`` sees the raw object and its parsed status and may raise ``Stop``. Raises ``NotFoundError``.
         """
-        for attempt in range(_STATUS_RETRIES):
-            obj = await self.get(c.RUNTIMEDISK_KIND, name)
-            if obj is None:
-                raise NotFoundError(name)
-            new = mutate(obj, parse_runtimedisk(obj).status)
-            patch = {
-                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                "status": new.to_dict(),
-            }
-            try:
-                return await self.patch(c.RUNTIMEDISK_KIND, name, patch, sub="status")
-            except KubeError as exc:
-                if exc.status == 404:
-                    raise NotFoundError(name) from exc
-                if exc.status != 409:
-                    raise
-                log.debug("RuntimeDisk %s changed under a status write (attempt %d); retrying", name, attempt)
-                await asyncio.sleep(0.05 * (attempt + 1))
-        raise KubeError(409, "Conflict", f"RuntimeDisk {name}: status kept changing; gave up for now")
+
+        def new_status(obj: Json) -> Json:
+            return mutate(obj, parse_runtimedisk(obj).status).to_dict()
+
+        obj = await status.update_status(self, c.RUNTIMEDISK_KIND, name, new_status, attempts=_STATUS_RETRIES)
+        if obj is None:
+            raise NotFoundError(name)
+        return obj
 
     async def event(self, involved: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
         """Post an Event; a failure to post is logged and swallowed (events are best effort)."""

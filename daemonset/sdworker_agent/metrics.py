@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+PREFIX: Final = "sdworker_agent_"
 # Seconds: from a few milliseconds (a clean fsck, a digest-only verify) to minutes (prefetching a large
 # checkpoint from a cold persistent disk).
 STEP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -25,74 +26,49 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.device_wait_seconds = Histogram(
-            "sdworker_agent_device_wait_seconds",
-            "Seconds from claiming a RuntimeDisk until its by-id device link was present.",
-            buckets=STEP_BUCKETS,
-            registry=r,
+
+        def step(name: str, what: str) -> Histogram:
+            return Histogram(f"{PREFIX}{name}_seconds", what, buckets=STEP_BUCKETS, registry=r)
+
+        def gauge(name: str, what: str, *labels: str) -> Gauge:
+            return Gauge(f"{PREFIX}{name}", what, labels, registry=r)
+
+        def counter(name: str, what: str, *labels: str) -> Counter:
+            return Counter(f"{PREFIX}{name}", what, labels, registry=r)
+
+        # Cold start, step by step.
+        self.device_wait_seconds = step(
+            "device_wait", "Seconds from claiming a RuntimeDisk until its by-id device link was present."
         )
-        self.fsck_seconds = Histogram(
-            "sdworker_agent_fsck_seconds",
-            "Seconds spent checking a runtime disk's filesystem (blkid + e2fsck -n).",
-            buckets=STEP_BUCKETS,
-            registry=r,
+        self.fsck_seconds = step(
+            "fsck", "Seconds spent checking a runtime disk's filesystem (blkid + e2fsck -n)."
         )
-        self.mount_seconds = Histogram(
-            "sdworker_agent_mount_seconds",
-            "Seconds to check and mount a runtime disk read-only.",
-            buckets=STEP_BUCKETS,
-            registry=r,
+        self.mount_seconds = step("mount", "Seconds to check and mount a runtime disk read-only.")
+        self.verify_seconds = step(
+            "verify", "Seconds to verify a mounted runtime against its manifest digest."
         )
-        self.verify_seconds = Histogram(
-            "sdworker_agent_verify_seconds",
-            "Seconds to verify a mounted runtime against its manifest digest.",
-            buckets=STEP_BUCKETS,
-            registry=r,
+        self.prefetch_seconds = step(
+            "prefetch", "Seconds to read a runtime's prefetch files into the page cache."
         )
-        self.prefetch_seconds = Histogram(
-            "sdworker_agent_prefetch_seconds",
-            "Seconds to read a runtime's prefetch files into the page cache.",
-            buckets=STEP_BUCKETS,
-            registry=r,
-        )
-        self.prefetch_bytes = Counter(
-            "sdworker_agent_prefetch_bytes", "Bytes read into the page cache by prefetch.", registry=r
-        )
-        self.prefetch_throughput = Gauge(
-            "sdworker_agent_prefetch_throughput_mbps",
+        self.prefetch_bytes = counter("prefetch_bytes", "Bytes read into the page cache by prefetch.")
+        self.prefetch_throughput = gauge(
+            "prefetch_throughput_mbps",
             "Throughput of the last prefetch of each runtime, MB/s (10^6 bytes).",
-            ["runtime"],
-            registry=r,
+            "runtime",
         )
-        self.mounted_runtimes = Gauge(
-            "sdworker_agent_mounted_runtimes", "Runtime disks mounted under the mount root.", registry=r
+        # What the node serves now.
+        self.mounted_runtimes = gauge("mounted_runtimes", "Runtime disks mounted under the mount root.")
+        self.serving_runtimes = gauge(
+            "serving_runtimes", "Runtime disks that are Ready, mounted and labelled on the node."
         )
-        self.serving_runtimes = Gauge(
-            "sdworker_agent_serving_runtimes",
-            "Runtime disks that are Ready, mounted and labelled on the node.",
-            registry=r,
-        )
-        self.runtimedisks = Gauge(
-            "sdworker_agent_runtimedisks", "This node's RuntimeDisks by phase.", ["phase"], registry=r
-        )
-        self.node_gated = Gauge(
-            "sdworker_agent_node_gated", "1 while the node carries the sdworker startup taint.", registry=r
-        )
-        self.bring_ups_in_flight = Gauge(
-            "sdworker_agent_bring_ups_in_flight", "Mount/verify/prefetch runs in progress.", registry=r
-        )
-        self.failures = Counter(
-            "sdworker_agent_failures", "RuntimeDisks marked Failed, by reason.", ["reason"], registry=r
-        )
-        self.unmounts = Counter(
-            "sdworker_agent_unmounts", "Runtime disks unmounted, by reason.", ["reason"], registry=r
-        )
-        self.reconcile_errors = Counter(
-            "sdworker_agent_reconcile_errors", "Reconcile passes that raised.", registry=r
-        )
-        self.watch_restarts = Counter(
-            "sdworker_agent_watch_restarts", "Times the RuntimeDisk list+watch was restarted.", registry=r
-        )
+        self.runtimedisks = gauge("runtimedisks", "This node's RuntimeDisks by phase.", "phase")
+        self.node_gated = gauge("node_gated", "1 while the node carries the sdworker startup taint.")
+        self.bring_ups_in_flight = gauge("bring_ups_in_flight", "Mount/verify/prefetch runs in progress.")
+        # What went wrong.
+        self.failures = counter("failures", "RuntimeDisks marked Failed, by reason.", "reason")
+        self.unmounts = counter("unmounts", "Runtime disks unmounted, by reason.", "reason")
+        self.reconcile_errors = counter("reconcile_errors", "Reconcile passes that raised.")
+        self.watch_restarts = counter("watch_restarts", "Times the RuntimeDisk list+watch was restarted.")
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

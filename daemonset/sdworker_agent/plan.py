@@ -75,6 +75,8 @@ class MountState(Enum):
 
 @dataclass(frozen=True)
 class BringUp:
+    """Start bringing a disk up (mount, verify, prefetch, ``Ready``); ``reason`` says why it is due."""
+
     name: str
     reason: str
 
@@ -88,6 +90,8 @@ class Abort:
 
 @dataclass(frozen=True)
 class Unmount:
+    """Take every mount at ``target`` off and remove the empty mount point."""
+
     target: str
     reason: str
     name: str = ""  # the RuntimeDisk, or empty for a mount no RuntimeDisk claims
@@ -95,6 +99,8 @@ class Unmount:
 
 @dataclass(frozen=True)
 class Fail:
+    """Mark a disk ``Failed``: a fault on the node that retrying will not fix (the message says which)."""
+
     name: str
     reason: str
     message: str
@@ -102,11 +108,15 @@ class Fail:
 
 @dataclass(frozen=True)
 class ReleaseFinalizer:
+    """Drop ``sdworker.dev/unmount`` from a disk being deleted: its mount is gone, the operator may go on."""
+
     name: str
 
 
 @dataclass(frozen=True)
 class NodePatch:
+    """What changes on the Node (``nodepatch.json_patch`` says it to the API server)."""
+
     set_labels: tuple[str, ...] = ()
     remove_labels: tuple[str, ...] = ()
     remove_taint: bool = False

@@ -40,6 +40,7 @@ BY_ID_PREFIX: Final = "google-"
 EXPECTED_FSTYPE: Final = "ext4"
 MOUNT_OPTIONS: Final = "ro,noload"
 COMMAND_TIMEOUT: Final = 120.0
+UNMOUNT_LAYERS: Final = 16
 _OUTPUT_TAIL: Final = 600
 
 
@@ -153,6 +154,19 @@ def unmount(target: str) -> None:
     result = _run(["umount", target])
     if result.returncode != 0:
         raise HostError("UnmountFailed", f"umount {target} exited {result.returncode}: {_tail(result)}")
+
+
+def unmount_all(mountinfo_path: str, target: str) -> int:
+    """Unmount every layer at ``target`` (re-reading the mount table each time), then remove the empty
+    mount point; returns how many layers came off."""
+    layers = 0
+    while mountinfo.mounts_at(read_mountinfo(mountinfo_path), target):
+        if layers >= UNMOUNT_LAYERS:
+            raise HostError("UnmountFailed", f"{target} is still mounted after {layers} unmounts")
+        unmount(target)
+        layers += 1
+    remove_empty_dir(target)
+    return layers
 
 
 def remove_empty_dir(path: str) -> None:

@@ -1,7 +1,7 @@
 """``python -m sdworker_images`` (``sdworker image``): the command line of the runtime disk image builder.
 
 Owns argument parsing and turning ``BuildError`` into one ``error:`` line and exit status 1; the work is in
-``build``, ``publish`` and ``sdworker.manifest``. ``main(argv)`` is the entry point the ``sdworker`` CLI
+``build``, ``publish`` and ``sdworker_content.verify``. ``main(argv)`` is the entry point the ``sdworker`` CLI
 mounts as ``sdworker image build|publish|verify``.
 """
 
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sdworker import manifest
+from sdworker_content.verify import VerifyMode, verify
 from sdworker_images import __version__, build, pack, publish, spec
 from sdworker_images.errors import BuildError
 from sdworker_images.progress import Progress
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check a runtime tree or mounted disk against a digest")
     v.add_argument("--root", type=Path, required=True)
     v.add_argument("--digest", required=True, help="sha256:<64 hex> (RuntimeDisk spec.imageDigest)")
-    v.add_argument("--mode", choices=[m.value for m in manifest.VerifyMode], default="full")
+    v.add_argument("--mode", choices=[m.value for m in VerifyMode], default="full")
     return parser
 
 
@@ -142,9 +142,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     reporter = Progress()
-    result = manifest.verify(
-        args.root, args.digest, manifest.VerifyMode(args.mode), progress=reporter.hashing("verified")
-    )
+    result = verify(args.root, args.digest, VerifyMode(args.mode), progress=reporter.hashing("verified"))
     print(result.summary(limit=10))
     return 0 if result.ok else 1
 

@@ -1,5 +1,7 @@
 """``build``: from a spec or a directory to ``disk.raw``, ``image.tar.gz``, ``manifest.json``, ``build.json``.
 
+``manifest.json`` is a copy of the disk's content index (``sdworker_content``), the file nodes verify.
+
 The order is the contract: every check that can fail on the inputs (the spec, names, symlinks, the
 interpreter, declared sha256s) runs before mkfs.ext4 writes a byte, and the outputs appear in ``--out``
 only when everything succeeded (they are made in a work directory next to it and moved in at the end), so
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from sdworker.manifest import MANIFEST_DIR, MANIFEST_NAME, Interpreter, Manifest
+from sdworker_content.index import INDEX_DIR, INDEX_NAME, ContentIndex, Interpreter
 from sdworker_images import BUILDER_NAME, __version__, assemble, ext4, pack, spec, tree
 from sdworker_images.errors import BuildError
 from sdworker_images.progress import Progress
@@ -24,9 +26,9 @@ from sdworker_images.progress import Progress
 BUILD_FORMAT: Final = "sdworker.dev/runtime-build/v1"
 RAW_NAME: Final = pack.RAW_NAME
 ARCHIVE_NAME: Final = "image.tar.gz"
-MANIFEST_COPY: Final = "manifest.json"
+INDEX_COPY: Final = INDEX_NAME
 BUILD_RECORD: Final = "build.json"
-OUTPUT_NAMES: Final = (RAW_NAME, ARCHIVE_NAME, MANIFEST_COPY, BUILD_RECORD)
+OUTPUT_NAMES: Final = (RAW_NAME, ARCHIVE_NAME, INDEX_COPY, BUILD_RECORD)
 # 2000-01-01T00:00:00Z: every file time in the image. Not 0, which mke2fs reads as "use the clock".
 DEFAULT_FIXED_TIME: Final = 946684800
 
@@ -58,7 +60,7 @@ class BuildOptions:
 @dataclass(frozen=True)
 class BuildResult:
     digest: str
-    manifest: Manifest
+    index: ContentIndex
     out: Path
     disk_bytes: int
     archive_bytes: int | None
@@ -141,19 +143,19 @@ def _build(
             progress=progress.hashing("hashed"),
         )
 
-    manifest = Manifest(
+    index = ContentIndex(
         entries=entries,
         interpreter=interpreter,
         builder={"name": BUILDER_NAME, "version": __version__},
         source=_source_record(runtime, resolved, from_dir=options.from_dir is not None),
     )
-    manifest_text = manifest.to_json()
-    _write_manifest(stage_root, manifest_text)
-    digest = manifest.digest
+    index_text = index.to_json()
+    _write_index(stage_root, index_text)
+    digest = index.digest
     progress.note(f"content digest {digest}")
 
     size_gb = options.size_gb or (runtime.image.size_gb if runtime else None)
-    size_bytes = size_gb * ext4.GIB if size_gb else ext4.image_size(entries, len(manifest_text))
+    size_bytes = size_gb * ext4.GIB if size_gb else ext4.image_size(entries, len(index_text))
     raw = work / RAW_NAME
     with progress.step("mkfs", f"building the ext4 image ({size_bytes // ext4.GIB} GiB, mkfs.ext4 -d)"):
         size_bytes = ext4.make_filesystem(
@@ -167,7 +169,7 @@ def _build(
             grow=size_gb is None,
         )
     with progress.step("normalize", "fixing owners and times (debugfs)"):
-        paths = [e.path for e in entries] + [MANIFEST_DIR, f"{MANIFEST_DIR}/{MANIFEST_NAME}"]
+        paths = [e.path for e in entries] + [INDEX_DIR, f"{INDEX_DIR}/{INDEX_NAME}"]
         ext4.normalize_inodes(raw, paths, fixed_time=options.fixed_time, progress=progress, tree=stage_root)
     with progress.step("fsck", "checking the filesystem (e2fsck -fn)"):
         ext4.check_filesystem(raw)
@@ -181,10 +183,10 @@ def _build(
             )
             archive_bytes = archive.stat().st_size
 
-    (work / MANIFEST_COPY).write_text(manifest_text)
+    (work / INDEX_COPY).write_text(index_text)
     result = BuildResult(
         digest=digest,
-        manifest=manifest,
+        index=index,
         out=options.out,
         disk_bytes=size_bytes,
         archive_bytes=archive_bytes,
@@ -197,12 +199,12 @@ def _build(
     return result
 
 
-def _write_manifest(stage_root: Path, text: str) -> None:
-    directory = stage_root / MANIFEST_DIR
+def _write_index(stage_root: Path, text: str) -> None:
+    directory = stage_root / INDEX_DIR
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(mode=0o755)
     directory.chmod(0o755)
-    path = directory / MANIFEST_NAME
+    path = directory / INDEX_NAME
     path.write_text(text)
     path.chmod(0o644)
 
@@ -210,7 +212,7 @@ def _write_manifest(stage_root: Path, text: str) -> None:
 def _source_record(
     runtime: spec.RuntimeSpec | None, resolved: dict[str, str], *, from_dir: bool
 ) -> dict[str, Any]:
-    # The spec as written (relative paths, no builder-specific absolute ones), so the manifest, and with it
+    # The spec as written (relative paths, no builder-specific absolute ones), so the index, and with it
     # the image, does not depend on where the build ran.
     return {
         "kind": "dir" if from_dir else "spec",
@@ -220,17 +222,17 @@ def _source_record(
 
 
 def _build_record(result: BuildResult, runtime: spec.RuntimeSpec | None) -> dict[str, Any]:
-    manifest = result.manifest
-    interpreter: Interpreter | None = manifest.interpreter
+    index = result.index
+    interpreter: Interpreter | None = index.interpreter
     return {
         "format": BUILD_FORMAT,
         "digest": result.digest,
         "name": runtime.name if runtime else None,
         "family": runtime.image.family if runtime else None,
-        "builder": dict(manifest.builder),
+        "builder": dict(index.builder),
         "interpreter": {"path": interpreter.path, "version": interpreter.version} if interpreter else None,
-        "totalBytes": manifest.total_bytes,
-        "fileCount": manifest.file_count,
+        "totalBytes": index.total_bytes,
+        "fileCount": index.file_count,
         "disk": {"file": RAW_NAME, "bytes": result.disk_bytes, "sizeGb": result.disk_bytes // ext4.GIB},
         "archive": (
             {"file": ARCHIVE_NAME, "bytes": result.archive_bytes, "sha256": result.archive_sha256}

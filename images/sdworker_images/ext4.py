@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
-from sdworker.manifest import Entry
+from sdworker_content.index import Entry
 from sdworker_images import proc
 from sdworker_images.errors import BuildError
 from sdworker_images.progress import Progress
@@ -78,7 +78,7 @@ def label_for(digest: str) -> str:
 
 
 def inode_count(entries: Sequence[Entry]) -> int:
-    # Every entry, the manifest and its directory, the reserved inodes, and a margin mkfs rounds up anyway.
+    # Every entry, the content index and its directory, the reserved inodes, and a margin mkfs rounds up.
     return len(entries) + 2 + 11 + 64
 
 

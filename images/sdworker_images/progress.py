@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from sdworker.manifest import HashProgress
+from sdworker_content.walk import HashProgress
 
 PREFIX = "sdworker-image"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from sdworker import image_meta
-from sdworker.manifest import parse_digest
+from sdworker_content.index import parse_digest
 from sdworker_images import build, pack
 from sdworker_images.errors import BuildError
 

@@ -22,8 +22,9 @@ from typing import Any, Final
 import yaml
 
 from sdworker import runtime_layout as layout
-from sdworker.manifest import RESERVED_ROOT_NAMES, path_problem
+from sdworker_content.index import RESERVED_ROOT_NAMES, path_problem
 from sdworker_images.errors import SpecError
+from sdworker_images.fields import Fields
 
 API_VERSION: Final = "sdworker.dev/v1alpha1"
 KIND: Final = "RuntimeImage"
@@ -168,7 +169,7 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class RuntimeSpec:
-    """A loaded ``runtime.yaml``. ``document`` is the YAML as written (it goes into the manifest)."""
+    """A loaded ``runtime.yaml``. ``document`` is the YAML as written (it goes into the content index)."""
 
     name: str
     python: PythonSpec
@@ -211,14 +212,14 @@ def parse(text: str, *, name: str = "runtime.yaml", base_dir: Path | None = None
     except yaml.YAMLError as exc:
         raise SpecError(f"{name}: not valid YAML: {exc}") from exc
     errors: list[str] = []
-    root = _Fields(data, "", errors)
+    root = Fields(data, "", errors)
     spec = _read_spec(root, base_dir or Path.cwd())
     if errors or spec is None:
         raise SpecError("\n".join(f"{name}: {e}" for e in errors or ["not a valid runtime spec"]))
     return spec
 
 
-def _read_spec(root: _Fields, base_dir: Path) -> RuntimeSpec | None:
+def _read_spec(root: Fields, base_dir: Path) -> RuntimeSpec | None:
     if not root.valid:
         return None
     api_version = root.string("apiVersion")
@@ -274,7 +275,7 @@ def _read_spec(root: _Fields, base_dir: Path) -> RuntimeSpec | None:
     )
 
 
-def _read_python(fields: _Fields | None) -> PythonSpec | None:
+def _read_python(fields: Fields | None) -> PythonSpec | None:
     if fields is None:
         return None
     raw_version = fields.data.get("version")
@@ -303,7 +304,7 @@ def _read_python(fields: _Fields | None) -> PythonSpec | None:
     return spec
 
 
-def _read_pip(fields: _Fields | None) -> PipSpec | None:
+def _read_pip(fields: Fields | None) -> PipSpec | None:
     if fields is None:
         return None
     lock = fields.string("lock")
@@ -315,7 +316,7 @@ def _read_pip(fields: _Fields | None) -> PipSpec | None:
     return PipSpec(lock=lock, index_url=index_url, extra_index_urls=tuple(extra))
 
 
-def _read_git(fields: _Fields, dest_pattern: str, *, with_name: bool) -> GitSpec | None:
+def _read_git(fields: Fields, dest_pattern: str, *, with_name: bool) -> GitSpec | None:
     name = (
         fields.string("name", pattern=_GIT_NAME, hint="letters, digits, '.', '_', '-'") if with_name else ""
     )
@@ -338,7 +339,7 @@ def _read_git(fields: _Fields, dest_pattern: str, *, with_name: bool) -> GitSpec
     )
 
 
-def _read_file(fields: _Fields) -> FileSpec | None:
+def _read_file(fields: Fields) -> FileSpec | None:
     path = fields.string("path")
     sha256 = fields.string("sha256", pattern=_SHA256, hint="64 hex digits")
     url = fields.string("url", required=False)
@@ -368,7 +369,7 @@ def _read_file(fields: _Fields) -> FileSpec | None:
     )
 
 
-def _read_hf_repo(fields: _Fields) -> HFRepo | None:
+def _read_hf_repo(fields: Fields) -> HFRepo | None:
     repo = fields.string("repo", pattern=_HF_REPO, hint="ORG/NAME, as on huggingface.co")
     revision = fields.string("revision", pattern=_COMMIT, hint="the repository's 40-hex commit")
     items = fields.items("files")
@@ -389,7 +390,7 @@ def _read_hf_repo(fields: _Fields) -> HFRepo | None:
     return HFRepo(repo=repo, revision=revision, files=tuple(f for f in files if f), where=fields.where)
 
 
-def _check_hf_repos(root: _Fields, repos: list[HFRepo]) -> None:
+def _check_hf_repos(root: Fields, repos: list[HFRepo]) -> None:
     seen: dict[str, str] = {}
     for repo in repos:
         if repo.repo in seen:
@@ -402,7 +403,7 @@ def _check_hf_repos(root: _Fields, repos: list[HFRepo]) -> None:
             paths.add(f.path)
 
 
-def _read_image(fields: _Fields | None) -> ImageSpec:
+def _read_image(fields: Fields | None) -> ImageSpec:
     if fields is None:
         return ImageSpec(family=None, size_gb=None)
     family = fields.string("family", required=False, pattern=_RFC1035, max_len=63, hint="an RFC 1035 label")
@@ -411,7 +412,7 @@ def _read_image(fields: _Fields | None) -> ImageSpec:
     return ImageSpec(family=family, size_gb=size_gb)
 
 
-def _check_overlaps(root: _Fields, gits: list[GitSpec | None], files: list[FileSpec | None]) -> None:
+def _check_overlaps(root: Fields, gits: list[GitSpec | None], files: list[FileSpec | None]) -> None:
     seen: dict[str, str] = {}
     for git in gits:
         if git and git.dest in seen:
@@ -427,109 +428,3 @@ def _check_overlaps(root: _Fields, gits: list[GitSpec | None], files: list[FileS
         paths[item.path] = item.where
         if item.path == VENV_DIR or item.path.startswith(VENV_DIR + "/"):
             root.errors.append(f"{item.where}.path: {item.path} is inside the venv, which pip owns")
-
-
-class _Fields:
-    """A mapping being read, with the dotted path to it, appending problems to a shared list."""
-
-    def __init__(self, data: object, where: str, errors: list[str]) -> None:
-        self.where = where
-        self.errors = errors
-        self.valid = isinstance(data, dict)
-        self.data: dict[str, Any] = data if isinstance(data, dict) else {}
-        self.read: set[str] = set()
-        if not self.valid:
-            what = where or "the document"
-            self.errors.append(f"{what}: expected a mapping, got {_type_name(data)}")
-
-    def _path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def error(self, key: str, message: str) -> None:
-        self.errors.append(f"{self._path(key)}: {message}")
-
-    def _get(self, key: str, required: bool) -> object:
-        self.read.add(key)
-        value = self.data.get(key)
-        if value is None and required and self.valid:
-            self.error(key, "required")
-        return value
-
-    def string(
-        self,
-        key: str,
-        *,
-        required: bool = True,
-        pattern: re.Pattern[str] | None = None,
-        max_len: int | None = None,
-        hint: str = "",
-    ) -> str | None:
-        value = self._get(key, required)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value:
-            self.error(key, f"expected a non-empty string, got {_type_name(value)}")
-            return None
-        if pattern is not None and not pattern.fullmatch(value):
-            self.error(key, f"{value!r} is not valid" + (f" ({hint})" if hint else ""))
-            return None
-        if max_len is not None and len(value) > max_len:
-            self.error(key, f"{value!r} is longer than {max_len} characters")
-            return None
-        return value
-
-    def boolean(self, key: str, *, default: bool) -> bool:
-        value = self._get(key, required=False)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.error(key, f"expected true or false, got {_type_name(value)}")
-            return default
-        return value
-
-    def integer(self, key: str, *, minimum: int, maximum: int) -> int | None:
-        value = self._get(key, required=False)
-        if value is None:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
-            self.error(key, f"expected an integer from {minimum} to {maximum}, got {value!r}")
-            return None
-        return value
-
-    def string_list(self, key: str) -> list[str]:
-        value = self._get(key, required=False)
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            self.error(key, "expected a list of non-empty strings")
-            return []
-        return list(value)
-
-    def mapping(self, key: str, *, required: bool = True) -> _Fields | None:
-        value = self._get(key, required)
-        if value is None:
-            return None
-        fields = _Fields(value, self._path(key), self.errors)
-        return fields if fields.valid else None
-
-    def items(self, key: str) -> list[_Fields]:
-        value = self._get(key, required=False)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.error(key, f"expected a list, got {_type_name(value)}")
-            return []
-        return [_Fields(item, f"{self._path(key)}[{i}]", self.errors) for i, item in enumerate(value)]
-
-    def reject_unknown(self) -> None:
-        for key in self.data:
-            if key not in self.read:
-                self.error(str(key), "unknown field")
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )

@@ -6,7 +6,7 @@ files, directories and symlinks; names debugfs cannot handle; symlinks that reso
 another interpreter than the one the spec (and so the base image) provides; a file whose sha256 is not the
 one the spec declares. ``stage`` then copies the tree (or, for a tree the builder assembled itself, works in
 place), normalising modes to 0644/0755 and times to the fixed build time, keeping timestamp pycs valid
-(``pyc``) and hashing every byte it copies, so the manifest describes exactly the bytes mkfs.ext4 reads.
+(``pyc``) and hashing every byte it copies, so the content index describes exactly the bytes mkfs.ext4 reads.
 Files are copied and hashed on a thread pool (``hash_workers``): sha256, copy_file_range and reads all
 release the GIL, and on a tree of many small files the per-file syscalls are most of the time.
 """
@@ -16,14 +16,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from sdworker.manifest import RESERVED_ROOT_NAMES, Entry, HashProgress, Interpreter
+from sdworker_content.index import Entry, Interpreter
+from sdworker_content.walk import HashCounter, ProgressFn, sha256_fd, walk
 from sdworker_images import pyc
 from sdworker_images.errors import BuildError
 from sdworker_images.spec import VENV_DIR, PythonSpec, builder_path_problem
@@ -52,44 +52,39 @@ class Item:
 
 
 def scan(root: Path) -> list[Item]:
-    """Every path under ``root`` (sorted; reserved root names skipped), with names and types checked."""
+    """Every path under ``root`` (sorted; reserved root names skipped), with names and types checked.
+
+    The walk is the content index's own (``sdworker_content.walk``), so the builder and the verifier see
+    the same tree; what the index cannot hold (sockets, fifos, devices, bad names) fails here.
+    """
     if not root.is_dir():
         raise BuildError(f"{root}: not a directory")
+    lost_found = root / "lost+found"
+    if lost_found.is_dir() and not lost_found.is_symlink() and os.listdir(lost_found):
+        raise BuildError("lost+found: not empty; lost+found is reserved at the runtime root")
+    # (An old index is replaced; an empty lost+found is what mkfs makes anyway: walk skips both.)
     items: list[Item] = []
-    _scan(root, "", items)
-    items.sort(key=lambda i: i.path)
-    return items
-
-
-def _scan(directory: Path, prefix: str, items: list[Item]) -> None:
-    with os.scandir(directory) as entries:
-        children = sorted(entries, key=lambda e: e.name)
-    for child in children:
-        rel = prefix + child.name
-        if not prefix and child.name in RESERVED_ROOT_NAMES:
-            if child.name == "lost+found" and child.is_dir(follow_symlinks=False) and os.listdir(child):
-                raise BuildError(f"{rel}: not empty; lost+found is reserved at the runtime root")
-            continue  # an old manifest is replaced; an empty lost+found is what mkfs makes anyway
-        _check_name(rel)
-        st = child.stat(follow_symlinks=False)
-        if child.is_symlink():
-            items.append(Item(rel, "symlink", target=os.readlink(child.path)))
-        elif child.is_dir(follow_symlinks=False):
-            items.append(Item(rel, "dir"))
-            _scan(Path(child.path), rel + "/", items)
-        elif child.is_file(follow_symlinks=False):
+    for found in walk(root):
+        _check_name(found.path)
+        if found.type == "other":
+            raise BuildError(
+                f"{found.path}: not a regular file, directory or symlink (sockets, fifos and devices)"
+            )
+        if found.type == "file":
             items.append(
                 Item(
-                    rel,
+                    found.path,
                     "file",
-                    source=Path(child.path),
-                    size=st.st_size,
-                    executable=bool(st.st_mode & 0o111),
-                    mtime=int(st.st_mtime),
+                    source=root / found.path,
+                    size=found.size,
+                    executable=found.executable,
+                    mtime=found.mtime,
                 )
             )
         else:
-            raise BuildError(f"{rel}: not a regular file, directory or symlink (sockets, fifos and devices)")
+            items.append(Item(found.path, found.type, target=found.target))
+    items.sort(key=lambda i: i.path)  # path order, not walk order ("a-b" sorts before "a/b")
+    return items
 
 
 def _check_name(rel: str) -> None:
@@ -237,9 +232,6 @@ def check_symlinks(items: Sequence[Item], interpreter: str) -> None:
 # --- staging ---
 
 
-ProgressFn = Callable[[HashProgress], None]
-
-
 def hash_workers() -> int:
     """Threads that copy and hash files: twice the cores, since part of each file's time is syscalls and
     page-cache copies (sha256 and copy_file_range release the GIL; so does every read)."""
@@ -266,7 +258,7 @@ def stage(
     sources = {i.path: i for i in ordered if i.type == "file"}
     total_files = len(sources)
     total_bytes = sum(i.size for i in sources.values())
-    counter = _Counter(total_files, total_bytes, progress)
+    counter = HashCounter(total_files, total_bytes, progress)
     entries: list[Entry | None] = []
     files: list[tuple[int, Item, Path | None]] = []
     for item in ordered:
@@ -314,33 +306,12 @@ def _fix_times(path: Path | None, fixed_time: int) -> None:
         os.utime(path, ns=(ns, ns), follow_symlinks=False)
 
 
-class _Counter:
-    """Files and bytes done so far, shared by the hashing threads; reports through ``progress``."""
-
-    def __init__(self, files_total: int, bytes_total: int, progress: ProgressFn | None) -> None:
-        self.files_total = files_total
-        self.bytes_total = bytes_total
-        self.files_done = 0
-        self.bytes_done = 0
-        self.progress = progress
-        self._lock = threading.Lock()
-
-    def add(self, path: str, n: int, file_done: bool = False) -> None:
-        with self._lock:
-            self.bytes_done += n
-            self.files_done += int(file_done)
-            if self.progress:
-                self.progress(
-                    HashProgress(self.files_done, self.files_total, self.bytes_done, self.bytes_total, path)
-                )
-
-
 def _stage_file(
     item: Item,
     out: Path | None,
     sources: Mapping[str, Item],
     fixed_time: int,
-    counter: _Counter,
+    counter: HashCounter,
 ) -> Entry:
     assert item.source is not None
     mode = 0o755 if item.executable else 0o644
@@ -363,12 +334,12 @@ def _stage_file(
 
 
 def _copy_and_hash(
-    item: Item, out: Path | None, counter: _Counter, mode: int, fixed_time: int
+    item: Item, out: Path | None, counter: HashCounter, mode: int, fixed_time: int
 ) -> tuple[str, int]:
     """Copy ``item`` to ``out`` and hash the bytes written; then set its mode and times, all by descriptor.
 
-    The manifest describes exactly the bytes mkfs reads, even if the source changes meanwhile: a small file
-    is read once and the same buffer is hashed and written; a big one is copied in the kernel
+    The content index describes exactly the bytes mkfs reads, even if the source changes meanwhile: a small
+    file is read once and the same buffer is hashed and written; a big one is copied in the kernel
     (copy_file_range, which lets a filesystem share extents) and the copy, still in the page cache, is read
     back and hashed. On a tree of 20,000 small files the syscalls per file are most of the cost (and, with
     threads, each one is a GIL hand-over), so there are as few as possible: no path lookups after the opens.
@@ -377,7 +348,7 @@ def _copy_and_hash(
     fd = os.open(item.source, os.O_RDONLY | os.O_CLOEXEC)
     try:
         if out is None:
-            digest, size = _hash_fd(fd, item.path, counter)
+            digest, size = sha256_fd(fd, lambda n: counter.add(item.path, n))
         else:
             out_fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
@@ -391,7 +362,7 @@ def _copy_and_hash(
                     if copied != item.size:
                         raise _changed(item, copied)
                     os.lseek(out_fd, 0, os.SEEK_SET)
-                    digest, size = _hash_fd(out_fd, item.path, counter)
+                    digest, size = sha256_fd(out_fd, lambda n: counter.add(item.path, n))
                 _settle(out_fd, mode, fixed_time)
             finally:
                 os.close(out_fd)
@@ -406,18 +377,6 @@ def _copy_and_hash(
 
 def _changed(item: Item, size: int) -> BuildError:
     return BuildError(f"{item.path}: changed while the image was being built ({item.size} -> {size} bytes)")
-
-
-def _hash_fd(fd: int, path: str, counter: _Counter) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
-    while n := os.readv(fd, [view]):
-        digest.update(view[:n])
-        size += n
-        counter.add(path, n)
-    return digest.hexdigest(), size
 
 
 def _settle(fd: int, mode: int, fixed_time: int) -> None:

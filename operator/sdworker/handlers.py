@@ -12,34 +12,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
 from sdworker.api import constants as c
+from sdworker.config import OperatorConfig
 from sdworker.controller import Controller, Indexes
 from sdworker.domain import preprovision
 from sdworker.kube.client import Kube
+from sdworker.leadership import PeeringWatcher
 from sdworker.metrics import Metrics
 
-
-@dataclass
-class Options:
-    kubeconfig: str | None = None
-    resync_seconds: float = 60.0
-    cluster: str = "sdworker"
-    cloud: str = "gce"  # gce | none
-    compute_endpoint: str | None = None
-    anonymous_credentials: bool = False
-    write_quota: float = 20.0
-    write_burst: int = 5
-    sweep_seconds: float = 300.0
-    metrics_address: str = "0.0.0.0:9090"
-    preprovision: bool = True
-
-
-OPTIONS = Options()
+# Runtime state of this process (not configuration: that arrives whole, in ``memo``, at startup).
 _controller: Controller | None = None
 _metrics: Metrics | None = None
 _tasks: list[asyncio.Task[None]] = []
@@ -50,41 +35,65 @@ def _snapshot(body: kopf.Body) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
 
 
+def memo_of(config: OperatorConfig, *, identity: str = "", priority: int = 0) -> kopf.Memo:
+    """What ``kopf.run(memo=...)`` gets: the startup handler reads the configuration from it, and with
+    ``--peering`` this replica's kopf identity and priority (those ``kopf.run`` got)."""
+    return kopf.Memo(config=config, identity=identity, priority=priority)
+
+
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     global _controller
+    config = memo["config"]
+    assert isinstance(config, OperatorConfig), "kopf.run(memo=handlers.memo_of(config))"
     settings.posting.level = logging.ERROR  # kopf's per-handler Events are noise; we post transitions.
     settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     global _metrics
     if _metrics is None:  # once per process, even if kopf retries this handler
         _metrics = Metrics()
-        _metrics.serve(OPTIONS.metrics_address)
+        _metrics.serve(config.metrics_address)
     metrics = _metrics
-    kube = await Kube.connect(OPTIONS.kubeconfig)
+    kube = await Kube.connect(config.kubeconfig)
     cloud = None
-    if OPTIONS.cloud == "gce":
-        from sdworker.cloud.gce import GceCloud
+    project = config.project
+    if config.cloud == "gce":
+        from sdworker.cloud.gce import GceCloud, adc_project
 
         cloud = GceCloud(
-            api_endpoint=OPTIONS.compute_endpoint,
-            anonymous=OPTIONS.anonymous_credentials,
-            write_rate=OPTIONS.write_quota,
-            write_burst=OPTIONS.write_burst,
+            api_endpoint=config.compute_endpoint,
+            anonymous=config.anonymous_credentials,
+            write_rate=config.write_quota,
+            write_burst=config.write_burst,
             observer=metrics.cloud_call,
         )
         writes = cloud.writes
         metrics.write_wait_from(lambda: writes.waited_seconds)
+        if project is None and not config.anonymous_credentials:
+            project = await adc_project()
     _controller = Controller(
         kube,
         cloud=cloud,
-        cluster=OPTIONS.cluster,
-        resync_seconds=OPTIONS.resync_seconds,
-        sweep_seconds=OPTIONS.sweep_seconds,
+        cluster=config.cluster_name,
+        resync_seconds=config.resync_seconds,
+        sweep_seconds=config.sweep_seconds,
+        failed_retry_seconds=config.failed_retry_seconds,
         metrics=metrics,
-        preprovision=OPTIONS.preprovision,
+        preprovision=config.preprovision,
+        project=project,
+        # With peering the controller's loops wait until the watcher finds this replica the active one.
+        leader=not config.peering,
     )
     _tasks.append(asyncio.create_task(_controller.run(), name="sdworker-controller"))
+    if config.peering:
+        watcher = PeeringWatcher(
+            kube,
+            _controller.gate,
+            name=config.peering,
+            identity=str(memo["identity"]),
+            priority=int(memo["priority"]),
+        )
+        _tasks.append(asyncio.create_task(watcher.run(), name="sdworker-leadership"))
 
 
 @kopf.on.cleanup()
@@ -163,10 +172,9 @@ def node_event(name: str, **kwargs: Any) -> None:
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.RUNTIMEDISK_PLURAL)
-def runtimedisk_event(name: str, **kwargs: Any) -> None:
-    controller = _bind(kwargs)
-    controller.mark_runtimedisk(name)
-    controller.mark_all_sdworkers()
+def runtimedisk_event(name: str, body: kopf.Body, **kwargs: Any) -> None:
+    # Only the SDWorkers whose status counts this RuntimeDisk are marked, not every one.
+    _bind(kwargs).mark_runtimedisk(name, _snapshot(body))
 
 
 @kopf.on.event(preprovision.NODECLAIM_GROUP, preprovision.NODECLAIM_VERSION, preprovision.NODECLAIM_PLURAL)

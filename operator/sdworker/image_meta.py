@@ -13,7 +13,8 @@ GCE label values hold at most 63 characters of ``[a-z0-9_-]`` and a content dige
 - reading needs both and refuses, with a message naming the field, a description without the digest, a digest
   that is not ``sha256:<64 hex>`` (a truncated one included), and a label that disagrees with the description.
 
-Pure: no clients, no I/O; the digest grammar is ``sdworker.manifest``'s (the digest is the manifest's).
+Pure: no clients, no I/O; the digest grammar is ``sdworker_content.index``'s (the digest is the content
+index's).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sdworker.manifest import DIGEST_PREFIX, parse_digest
+from sdworker_content.index import DIGEST_PREFIX, parse_digest
 
 LABEL_DIGEST: Final = "sdworker-digest"
 LABEL_BUILDER: Final = "sdworker-builder"

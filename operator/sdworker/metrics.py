@@ -122,6 +122,11 @@ class Metrics:
             ["phase"],
             registry=r,
         )
+        self.leader_gauge = Gauge(
+            "sdworker_leader",
+            "1 while this operator replica is the active one (standalone: always), 0 while it stands by.",
+            registry=r,
+        )
         for phase in PHASES:
             self.runtimedisks.labels(phase=phase).set(0)
         for phase in ("create", "attach"):
@@ -155,6 +160,9 @@ class Metrics:
         self.warm_pool_disks.clear()
         for (zone, runtime), size in sizes.items():
             self.warm_pool_disks.labels(zone=zone, runtime=runtime).set(size)
+
+    def leader(self, active: bool) -> None:
+        self.leader_gauge.set(1 if active else 0)
 
     def runtimedisk_phases(self, phases: Iterable[str]) -> None:
         counts = dict.fromkeys(PHASES, 0)

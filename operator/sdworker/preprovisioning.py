@@ -15,13 +15,28 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sdworker.api import constants as c
-from sdworker.api.types import Phase
+from sdworker.api.transitions import created
 from sdworker.domain import placement
 from sdworker.domain.preprovision import FutureNode, adoption, claimed_manifest, future_nodes
 from sdworker.kube.client import Kube
+from sdworker.kube.status import update_status
 
 log = logging.getLogger("sdworker.preprovisioning")
 Json = dict[str, Any]
+
+
+async def record_created(kube: Kube, name: str, *, message: str, node_created: str | None) -> None:
+    """The first status write of a RuntimeDisk just created (``api.transitions.created``).
+
+    The API server ignores ``status`` in a create (the CRD has the status subresource), so creating a
+    RuntimeDisk costs the create and this one write; it carries everything known at creation.
+    """
+    await update_status(
+        kube,
+        c.RUNTIMEDISK_KIND,
+        name,
+        lambda obj: created(obj.get("status") or {}, message=message, node_created=node_created),
+    )
 
 
 class Preprovisioning:
@@ -36,8 +51,7 @@ class Preprovisioning:
     async def create(self, name: str, future: FutureNode, spec: Json) -> None:
         """The RuntimeDisk ``name`` for a node that is not registered yet, owned by its NodeClaim."""
         manifest = claimed_manifest(placement.runtimedisk_manifest(name, future.node.name, "", spec), future)
-        created = await self.kube.create(manifest)
-        if created is None:
+        if await self.kube.create(manifest) is None:
             return
         log.info(
             "created RuntimeDisk %s for NodeClaim %s before node %s registers",
@@ -45,19 +59,8 @@ class Preprovisioning:
             future.claim_name,
             future.node.name,
         )
-        await self.kube.patch(
-            c.RUNTIMEDISK_KIND,
-            name,
-            {
-                "status": {
-                    "phase": str(Phase.PENDING),
-                    "reason": "Created",
-                    "message": f"Waiting for a disk; node {future.node.name} is launching "
-                    f"(NodeClaim {future.claim_name})",
-                }
-            },
-            sub="status",
-        )
+        message = f"Waiting for a disk; node {future.node.name} is launching (NodeClaim {future.claim_name})"
+        await record_created(self.kube, name, message=message, node_created=None)
 
     async def adopt(self, runtimedisks: Iterable[Json], nodes: Mapping[str, Json]) -> None:
         """Registered nodes take ownership of the RuntimeDisks made for their claims."""
@@ -72,10 +75,5 @@ class Preprovisioning:
                 c.RUNTIMEDISK_KIND, due.name, {"metadata": {"ownerReferences": due.owner_references}}
             )
             if due.node_created is not None:
-                await self.kube.patch(
-                    c.RUNTIMEDISK_KIND,
-                    due.name,
-                    {"status": {"timings": {"nodeCreated": due.node_created}}},
-                    sub="status",
-                )
+                await record_created(self.kube, due.name, message="", node_created=due.node_created)
             log.info("RuntimeDisk %s: its node registered and owns it", due.name)

@@ -1,19 +1,20 @@
 """Driving RuntimeDisks through the cloud: Pending -> Creating -> Attaching -> Attached, and back.
 
-Owns at most one asyncio task per RuntimeDisk (one in-flight intent per disk), the phase, timing and
-reason writes on the RuntimeDisk status, Events on transitions, retry with backoff for retryable cloud
-errors and ``Failed`` (no retry storm) for fatal ones, and the teardown: wait for the agent's unmount,
-detach, delete, release ``sdworker.dev/cloud-disk``. Every cloud call is idempotent, so a task that
-re-runs a step after a restart or a stale read only costs a GET.
+Owns the RuntimeDisks' key in the one reconcile engine (``sdworker.workqueue``: one job at a time per disk,
+many disks at once), the operator's phase, timing and reason writes on their status (through
+``kube.status.update_status``, checked against ``api.transitions``), Events on transitions, back-off for
+retryable cloud errors, ``Failed`` for fatal ones (retried with a long back-off, since a permission can be
+granted or a quota raised: issue 16), and the teardown: wait for the agent's unmount, detach, delete, release
+``sdworker.dev/cloud-disk``. Every cloud call is idempotent, so work that re-runs a step after a restart or a
+stale read only costs a GET; every status write decides from the fresh object, so a stale read never
+moves a phase back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,37 +22,41 @@ from typing import Any
 from sdworker.api import constants as c
 from sdworker.api import naming
 from sdworker.api.parse import parse_runtimedisk
-from sdworker.api.types import Phase, ResolvedImage, RuntimeDisk, RuntimeMode, format_micro_time
+from sdworker.api.transitions import Writer, advance, allowed, note, operator_retries
+from sdworker.api.types import Phase, ResolvedImage, RuntimeDisk, RuntimeMode
 from sdworker.cloud.errors import CloudError
 from sdworker.cloud.provider import (
     LABEL_CLUSTER,
     LABEL_MANAGED,
     LABEL_NODE,
     LABEL_RUNTIME,
+    AttachRequest,
     CloudProvider,
     DiskRequest,
 )
 from sdworker.domain import teardown
 from sdworker.kube.client import Kube
+from sdworker.kube.status import update_status
 from sdworker.metrics import Metrics
+from sdworker.workqueue import Requeue, WorkQueue, backoff
 
 log = logging.getLogger("sdworker.provisioning")
 Json = dict[str, Any]
 COMPONENT = "sdworker-operator"
-_MAX_BACKOFF = 30.0
-_RESTING = frozenset({Phase.ATTACHED, Phase.MOUNTING, Phase.READY, Phase.FAILED})
-_JITTER = random.Random()
+# Phases the operator has nothing more to do in (the agent takes an Attached disk from there).
+_RESTING = frozenset({Phase.ATTACHED, Phase.MOUNTING, Phase.READY})
+# RuntimeDisks driven at once. Each waits mostly on cloud operations (a realistic create + attach takes
+# 20-30 s) and the write pacer bounds the writes, so this must stay well above quota x operation time
+# (25 writes/s / 2 writes a disk x ~30 s: ~375 disks in flight) or it, not the quota, would set the pace.
+CONCURRENCY = 1000
 
 
-def backoff(attempt: int, rng: random.Random = _JITTER) -> float:
-    """Seconds before retry ``attempt`` (1, 2, ...): doubling up to ``_MAX_BACKOFF``, half of it random.
+def _generation(body: Json) -> int:
+    return int(body["metadata"].get("generation") or 0)
 
-    The jitter matters: RuntimeDisks refused together (a burst over the cloud's write quota) would otherwise
-    retry together, forever in step, and against a quota of one write per second only one of them would get
-    through per round (found by tests/chaos, the 403 rate-limit window).
-    """
-    cap = min(_MAX_BACKOFF, 0.5 * 2.0 ** min(attempt, 8))
-    return cap / 2 + rng.uniform(0, cap / 2)
+
+class _Moved(Exception):  # noqa: N818 - a control signal, not an error report
+    """The RuntimeDisk moved on (a fresh read shows a phase this write may not follow): nothing to do."""
 
 
 def gce_label(value: str) -> str:
@@ -117,6 +122,9 @@ class Provisioner:
         node_exists: Callable[[str], bool],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
+        failed_retry_seconds: float = 300.0,
+        concurrency: int = CONCURRENCY,
+        gate: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.kube = kube
         self.cloud = cloud
@@ -125,65 +133,90 @@ class Provisioner:
         self._lookup = runtimedisk
         self._node_exists = node_exists
         self.now = now
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._again: set[str] = set()
+        self.failed_retry_seconds = failed_retry_seconds
+        self.queue: WorkQueue[str] = WorkQueue(
+            self._reconcile, name="runtimedisks", concurrency=concurrency, on_error=self._on_error, gate=gate
+        )
         self._last_reason: dict[str, str] = {}
-        # uids we brought to Attached: the index may still show an older phase for a moment.
-        self._attached: set[str] = set()
+        # Failed RuntimeDisks: how often they failed in a row, and when the next try is due (monotonic) unless
+        # their spec changes (the generation they failed at).
+        self._fatal: dict[str, int] = {}
+        self._retry_at: dict[str, tuple[float, int]] = {}
 
     def kick(self, name: str) -> None:
-        """Make sure a task is (or will again be) looking at RuntimeDisk ``name``."""
-        task = self._tasks.get(name)
-        if task is not None and not task.done():
-            self._again.add(name)
-            return
-        self._tasks[name] = asyncio.create_task(self._drive(name), name=f"runtimedisk:{name}")
+        """Make sure RuntimeDisk ``name`` is (or will again be) looked at."""
+        self.queue.add(name)
+
+    async def run(self) -> None:
+        await self.queue.run()
 
     async def close(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self.queue.close()
 
     def busy(self) -> int:
-        return sum(not t.done() for t in self._tasks.values())
+        return self.queue.busy()
 
-    async def _drive(self, name: str) -> None:
-        attempt = 0
-        while True:
-            self._again.discard(name)
-            body = self._lookup(name)
-            if body is None:
-                return
-            try:
-                rd = parse_runtimedisk(body)
-                if rd.deleting:
-                    await self._teardown(body, rd)
-                else:
-                    await self._provision(body, rd)
-            except CloudError as err:
-                attempt += 1
-                self.metrics.reconcile_error(err.reason)
-                if not err.retryable:
-                    await self._fail(name, err)
-                    return
-                delay = backoff(attempt)
-                await self._note(name, err, delay)
-                await asyncio.sleep(delay)
-                continue
-            except Exception as exc:
-                attempt += 1
-                self.metrics.reconcile_error(type(exc).__name__)
-                log.exception("RuntimeDisk %s: unexpected error; retrying", name)
-                await asyncio.sleep(backoff(attempt))
-                continue
-            if name not in self._again:
-                return
-            attempt = 0
+    async def _reconcile(self, name: str) -> None:
+        body = self._lookup(name)
+        if body is None:
+            for memory in (self._last_reason, self._fatal, self._retry_at):
+                memory.pop(name, None)
+            return
+        rd = parse_runtimedisk(body)
+        try:
+            if rd.deleting:
+                await self._teardown(body, rd)
+            else:
+                await self._provision(body, rd)
+        except _Moved as moved:
+            log.debug("RuntimeDisk %s: %s", name, moved)
+        except CloudError as err:
+            self.metrics.reconcile_error(err.reason)
+            if err.retryable:
+                await self._note(name, err, "retrying")
+                raise  # the queue retries it with back-off
+            await self._fatal_error(name, err, deleting=rd.deleting, generation=_generation(body))
+
+    def _on_error(self, name: str, exc: BaseException, failures: int, delay: float) -> None:
+        if isinstance(exc, CloudError):
+            log.info("RuntimeDisk %s: %s; retrying in %.1fs", name, exc, delay)
+            return
+        self.metrics.reconcile_error(type(exc).__name__)
+        log.warning(
+            "RuntimeDisk %s: unexpected error (attempt %d, retry in %.1fs): %r", name, failures, delay, exc
+        )
 
     # --- status writes -----------------------------------------------------------------------
 
-    async def _status(self, name: str, status: Mapping[str, Any]) -> None:
-        await self.kube.patch(c.RUNTIMEDISK_KIND, name, {"status": dict(status)}, sub="status")
+    async def _phase(
+        self,
+        name: str,
+        phase: Phase,
+        reason: str,
+        message: str,
+        *,
+        durations: Mapping[str, float] | None = None,
+    ) -> None:
+        """Move ``name`` to ``phase`` if the fresh object allows it; raise ``_Moved`` if it moved on."""
+
+        def mutate(obj: Json) -> Json:
+            status = obj.get("status") or {}
+            current = Phase(status.get("phase") or Phase.PENDING)
+            problem = allowed(Writer.OPERATOR, current, phase)
+            if problem is not None:
+                raise _Moved(problem)
+            return advance(
+                status,
+                Writer.OPERATOR,
+                phase,
+                reason=reason,
+                message=message,
+                now=self.now(),
+                durations=durations,
+            )
+
+        if await update_status(self.kube, c.RUNTIMEDISK_KIND, name, mutate) is None:
+            raise _Moved("it is gone")
 
     async def _event(self, name: str, type_: str, reason: str, message: str) -> None:
         body = self._lookup(name)
@@ -191,36 +224,64 @@ class Provisioner:
         involved = {"apiVersion": c.API_VERSION, "kind": c.RUNTIMEDISK_KIND, "name": name, "uid": uid}
         await self.kube.post_event(involved, type_=type_, reason=reason, message=message, component=COMPONENT)
 
-    async def _note(self, name: str, err: CloudError, delay: float) -> None:
-        """A retryable failure: say so in the status, and post an Event when the reason changes."""
-        log.info("RuntimeDisk %s: %s; retrying in %.1fs", name, err, delay)
-        await self._status(name, {"reason": err.reason, "message": f"{err.message} (retrying)"})
+    async def _note(self, name: str, err: CloudError, doing: str) -> None:
+        """A failure the disk stays in its phase for: say so in the status, and post an Event when the
+        reason changes."""
+        message = f"{err.message} ({doing})"
+        await update_status(
+            self.kube,
+            c.RUNTIMEDISK_KIND,
+            name,
+            lambda obj: note(obj.get("status") or {}, reason=err.reason, message=message),
+        )
         if self._last_reason.get(name) != err.reason:
             self._last_reason[name] = err.reason
             await self._event(name, "Warning", err.reason, err.message)
 
-    async def _fail(self, name: str, err: CloudError) -> None:
-        log.warning("RuntimeDisk %s failed: %s", name, err)
-        await self._status(name, {"phase": str(Phase.FAILED), "reason": err.reason, "message": err.message})
-        await self._event(name, "Warning", err.reason, err.message)
+    async def _fatal_error(self, name: str, err: CloudError, *, deleting: bool, generation: int) -> None:
+        """A fatal cloud error: Failed (or, tearing down, a note), tried again after a long back-off.
+
+        The cause is outside sdworker (a permission, a quota, a missing image) and may be fixed at any
+        moment, so the disk is not given up on; the back-off keeps a broken project from a retry storm.
+        """
+        failures = self._fatal.get(name, 0) + 1
+        self._fatal[name] = failures
+        delay = backoff(failures, base=min(5.0, self.failed_retry_seconds), cap=self.failed_retry_seconds)
+        self._retry_at[name] = (time.monotonic() + delay, generation)
+        log.warning("RuntimeDisk %s failed: %s (trying again in %.0fs)", name, err, delay)
+        if deleting:
+            await self._note(name, err, f"trying again in {delay:.0f}s")
+        else:
+            try:
+                await self._phase(
+                    name, Phase.FAILED, err.reason, f"{err.message} (trying again in {delay:.0f}s)"
+                )
+            except _Moved:
+                return
+            self._last_reason[name] = err.reason
+            await self._event(name, "Warning", err.reason, err.message)
+        raise Requeue(delay, err.reason)
 
     # --- provisioning ------------------------------------------------------------------------
 
     async def _provision(self, body: Json, rd: RuntimeDisk) -> None:
         key = body["metadata"]["uid"]
-        if rd.status.phase in _RESTING or key in self._attached:
+        name, phase = rd.name, rd.status.phase
+        if phase in _RESTING:
             return
-        spec, name = rd.spec, rd.name
+        if phase is Phase.FAILED:
+            if not operator_retries(body.get("status") or {}):
+                return  # failed on the node: the agent's to retry
+            at, generation = self._retry_at.get(name, (0.0, 0))
+            due = at - time.monotonic()
+            if due > 0 and generation == _generation(body):
+                raise Requeue(due, "waiting to retry a Failed RuntimeDisk")
+        spec = rd.spec
         shared = spec.mode is RuntimeMode.SHARED_READ_ONLY
         started = time.monotonic()
-        if rd.status.phase is Phase.PENDING:
-            await self._status(
-                name,
-                {
-                    "phase": str(Phase.CREATING),
-                    "reason": "CreatingDisk",
-                    "message": f"Creating disk {spec.disk_name} from {spec.image}",
-                },
+        if phase in (Phase.PENDING, Phase.FAILED):
+            await self._phase(
+                name, Phase.CREATING, "CreatingDisk", f"Creating disk {spec.disk_name} from {spec.image}"
             )
             await self._event(
                 name, "Normal", "CreatingDisk", f"Creating disk {spec.disk_name} in {spec.zone}"
@@ -244,18 +305,10 @@ class Provisioner:
         from_pool = not shared and spec.disk_name != naming.disk_name(spec.node_name, spec.runtime_id)
         if not from_pool:
             self.metrics.phase_done("create", created - started)
-        timings = dict((body.get("status") or {}).get("timings") or {})
-        timings.setdefault("diskCreated", format_micro_time(self.now()))
-        await self._status(
-            name,
-            {
-                "phase": str(Phase.ATTACHING),
-                "reason": "AttachingDisk",
-                "message": f"Attaching {spec.disk_name} to {spec.instance}",
-                "timings": timings,
-            },
+        await self._phase(
+            name, Phase.ATTACHING, "AttachingDisk", f"Attaching {spec.disk_name} to {spec.instance}"
         )
-        await self.cloud.ensure_attached(
+        attach = AttachRequest(
             spec.project,
             spec.zone,
             spec.instance,
@@ -264,25 +317,19 @@ class Provisioner:
             read_only=shared,
             # A per-node disk dies with its VM (scale-in needs no cleanup); a shared one outlives it.
             auto_delete=not shared,
-            idempotency_key=key,
         )
-        timings.setdefault("attached", format_micro_time(self.now()))
-        self.metrics.phase_done("attach", time.monotonic() - created)
-        durations = dict(timings.get("durationsSeconds") or {})
-        durations.setdefault("createDisk", round(created - started, 3))
-        durations.setdefault("attach", round(time.monotonic() - created, 3))
-        timings["durationsSeconds"] = durations
-        await self._status(
+        await self.cloud.ensure_attached(attach, idempotency_key=key)
+        attached = time.monotonic()
+        self.metrics.phase_done("attach", attached - created)
+        await self._phase(
             name,
-            {
-                "phase": str(Phase.ATTACHED),
-                "reason": "Attached",
-                "message": f"{spec.disk_name} attached to {spec.instance} as {spec.device_name}",
-                "timings": timings,
-            },
+            Phase.ATTACHED,
+            "Attached",
+            f"{spec.disk_name} attached to {spec.instance} as {spec.device_name}",
+            durations={"createDisk": round(created - started, 3), "attach": round(attached - created, 3)},
         )
-        self._attached.add(key)
-        self._last_reason.pop(name, None)
+        for memory in (self._last_reason, self._fatal, self._retry_at):
+            memory.pop(name, None)
         await self._event(name, "Normal", "Attached", f"{spec.disk_name} attached to {spec.instance}")
 
     # --- teardown ----------------------------------------------------------------------------
@@ -300,19 +347,24 @@ class Provisioner:
             return
         if c.FINALIZER_CLOUD_DISK not in releasable:
             key = body["metadata"]["uid"]
-            if rd.status.phase is not Phase.DETACHING and rd.status.phase is not Phase.DELETING:
-                await self._status(
-                    name, {"phase": str(Phase.DETACHING), "reason": "Detaching", "message": ""}
-                )
+            if not rd.status.phase.is_tearing_down:
+                await self._teardown_phase(name, Phase.DETACHING, "Detaching")
             await self.cloud.ensure_detached(
                 spec.project, spec.zone, spec.instance, spec.device_name, idempotency_key=key
             )
             if spec.mode is not RuntimeMode.SHARED_READ_ONLY:
                 # A shared disk stays for the zone's other nodes; the sweeper deletes it once unused.
-                await self._status(name, {"phase": str(Phase.DELETING), "reason": "Deleting", "message": ""})
+                await self._teardown_phase(name, Phase.DELETING, "Deleting")
                 await self.cloud.ensure_deleted(spec.project, spec.zone, spec.disk_name, idempotency_key=key)
         await self._drop(name, [c.FINALIZER_CLOUD_DISK])
         log.info("RuntimeDisk %s: cloud disk %s released", name, spec.disk_name)
+
+    async def _teardown_phase(self, name: str, phase: Phase, reason: str) -> None:
+        """A teardown phase; a stale read that is already past it writes nothing and goes on."""
+        try:
+            await self._phase(name, phase, reason, "")
+        except _Moved as moved:
+            log.debug("RuntimeDisk %s: not %s: %s", name, phase, moved)
 
     async def _drop(self, name: str, finalizers: list[str]) -> None:
         # Fresh read: our own status writes have moved the resourceVersion on.

@@ -88,6 +88,27 @@ API_AUTH_FILE_ENV: Final = "SDWORKER_API_AUTH_FILE"
 API_AUTH_FILE: Final = f"{AUTH_DIR}/{AUTH_KEY_API}"
 GRADIO_AUTH_FILE: Final = f"{AUTH_DIR}/{AUTH_KEY_GRADIO}"
 
+# The flags that make webui start fast from a prepared runtime; the operator sets them, so SDWorker
+# webui.args may not (sdworker.api.constants.OWNED_FLAGS).
+# What each does in webui v1.10.1 (launch.py, modules/launch_utils.py, initialize.py, sd_models.py):
+FAST_START_FLAGS: Final = (
+    # launch.py skips prepare_environment(): no pip installs, git clones, extension install.py, or the
+    # Python-version and CUDA checks; everything it would fetch is already on the runtime disk.
+    "--skip-prepare-environment",
+    # run_pip() returns at once: a guard for extensions that call launch.run_pip() at run time.
+    "--skip-install",
+    # No-ops under --skip-prepare-environment (only prepare_environment() reads them); kept so that a
+    # debugging start without it still skips the checks.
+    "--skip-torch-cuda-test",
+    "--skip-python-version-check",
+    # initialize.check_versions(): no torch/xformers version check at start.
+    "--skip-version-check",
+    # sd_models.list_models(): never download SD 1.5 when the checkpoint is missing (fail instead).
+    "--no-download-sd-model",
+    # No sha256 of the multi-GB checkpoint at load (the agent verified the disk already).
+    "--no-hashing",
+)
+
 # Served by the built-in extension without credentials: 200 once the checkpoint is in memory, 503 with the
 # reason (ModelLoading, ModelLoadFailed) before.
 READY_PATH: Final = "/sdworker/ready"

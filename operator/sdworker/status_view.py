@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sdworker.api.parse import parse_rollout_status
 from sdworker.api.types import TIMING_FIELDS
 
 Json = dict[str, Any]
@@ -62,6 +63,11 @@ def _conditions(status: Mapping[str, Any]) -> list[Json]:
             }
         )
     return out
+
+
+def _rollout(status: Mapping[str, Any]) -> Json | None:
+    going = parse_rollout_status(status.get("rollout"))
+    return going.to_dict() if going is not None else None
 
 
 def timeline(rd: Mapping[str, Any]) -> Json:
@@ -121,6 +127,8 @@ def summarize(sdworkers: Iterable[Mapping[str, Any]], runtimedisks: Iterable[Map
                     "runtimeId": runtime.get("runtimeId", ""),
                     "digest": runtime.get("digest", ""),
                 },
+                # A runtime rollout in progress (domain.rollout) as the operator recorded it; None: steady.
+                "rollout": _rollout(status),
                 "conditions": _conditions(status),
             }
         )
@@ -170,6 +178,18 @@ def _conds(conditions: Sequence[Mapping[str, Any]]) -> str:
     return " ".join(parts) or "-"
 
 
+def _rolling(rollout: Mapping[str, Any] | None, replicas: int) -> str:
+    """``-``, or the target runtime, its nodes ready/provisioning/failed and the replicas already on it."""
+    if rollout is None:
+        return "-"
+    n = rollout["targetNodes"]
+    text = (
+        f"to {rollout['target']['runtimeId']} nodes {n['ready']}/{n['provisioning']}/{n['failed']}"
+        f" replicas {rollout['updatedReplicas']}/{replicas}"
+    )
+    return f"{text} (paused)" if rollout["paused"] else text
+
+
 def render_sdworkers(model: Mapping[str, Any]) -> str:
     rows = []
     for w in model["sdworkers"]:
@@ -181,12 +201,13 @@ def render_sdworkers(model: Mapping[str, Any]) -> str:
                 f"{w['readyReplicas']}/{w['replicas']}",
                 f"{n['ready']}/{n['provisioning']}/{n['failed']}",
                 w["runtime"]["runtimeId"] or w["runtime"]["image"] or "-",
+                _rolling(w["rollout"], w["replicas"]),
                 _conds(w["conditions"]),
             ]
         )
     if not rows:
         return "No SDWorkers."
-    headers = ["SDWORKER", "REPLICAS", "READY", "NODES R/P/F", "RUNTIME", "CONDITIONS"]
+    headers = ["SDWORKER", "REPLICAS", "READY", "NODES R/P/F", "RUNTIME", "ROLLOUT", "CONDITIONS"]
     return table(headers, rows)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,21 @@ def check_now(
     return {k: [str(v) for v in vs] for k, vs in results.items()}
 
 
+def settle_checks(check: Callable[[], dict[str, list[str]]], *, timeout: float) -> dict[str, list[str]]:
+    """Poll ``check`` (invariant -> violations) until nothing is violated or ``timeout`` passes; return the
+    last results (if it never settles, the violations are the result)."""
+    last: dict[str, list[str]] = {}
+
+    def holds() -> bool:
+        last.clear()
+        last.update(check())
+        return not any(last.values())
+
+    with contextlib.suppress(WaitTimeout):
+        wait_for(holds, timeout=timeout, what="the system to settle", interval=0.5)
+    return last
+
+
 def settle(
     world: World,
     *,
@@ -105,15 +120,9 @@ def settle(
 ) -> dict[str, list[str]]:
     """Wait for the invariants to hold (they are eventual: the system must settle), then return the last
     results, with fault visibility checked over the scenario's Events."""
-    last: dict[str, list[str]] = {}
-
-    def holds() -> bool:
-        last.clear()
-        last.update(check_now(world, phase=phase, host_roots=host_roots, final=final))
-        return not any(last.values())
-
-    with contextlib.suppress(WaitTimeout):  # if it never settles, the violations are the result
-        wait_for(holds, timeout=timeout, what="the system to settle", interval=0.5)
+    last = settle_checks(
+        lambda: check_now(world, phase=phase, host_roots=host_roots, final=final), timeout=timeout
+    )
     if windows:
         last[inv.VISIBLE] = [str(v) for v in inv.faults_visible(windows, scenario_events(world))]
     return last

@@ -105,11 +105,18 @@ def make_world(
     runtime_image: RuntimeImage,
     tmp_path: Path,
 ) -> Iterator[MakeWorld]:
-    """``make_world(sim_config, seed=..., operator_args=(...))``: a started world, torn down after."""
+    """``make_world(sim_config, seed=..., operator_args=(...), operator_env={...})``: a started world, torn
+    down after."""
     made: list[tuple[ComputeSim, Harness, OperatorProcess]] = []
     kubelet = Kubelet(cluster, namespace)
 
-    def make(config: SimConfig, *, seed: int, operator_args: tuple[str, ...] = ()) -> World:
+    def make(
+        config: SimConfig,
+        *,
+        seed: int,
+        operator_args: tuple[str, ...] = (),
+        operator_env: dict[str, str] | None = None,
+    ) -> World:
         sim = ComputeSim(config).start()
         suffix = f"c{uuid.uuid4().hex[:6]}"
         harness = Harness(cluster, api, sim, namespace, suffix, tmp_path)
@@ -123,9 +130,11 @@ def make_world(
                 f"--cluster-name={suffix}",
                 "--resync-seconds=5",
                 "--sweep-seconds=3",
+                "--failed-retry-seconds=5",  # a fixed permission or quota is seen within seconds
                 *operator_args,
             ],
             verbose=False,
+            env=operator_env,
         )
         made.append((sim, harness, op))
         world = World(cluster, api, sim, harness, op, random.Random(seed))

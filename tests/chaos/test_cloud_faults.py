@@ -22,7 +22,7 @@ from sdworker_tools.wait import wait_for
 from tests.chaos import invariants as inv
 from tests.chaos.campaign import Campaign, Row, merge, settle, violations
 from tests.chaos.conftest import MakeWorld
-from tests.chaos.world import SIM_PROJECT, ZONE, World
+from tests.chaos.world import SIM_PROJECT, ZONE, World, sim_fault_counts
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def keep_busy(w: World) -> Callable[[str], None]:
 
 def run_window(w: World, fault: Fault, batch: list[str]) -> inv.FaultWindow | None:
     """Switch ``fault`` on, add ``batch``, wait until served, switch it off; the window if the fault hit."""
-    before = sum(w.sim_fault_counts().values())
+    before = sum(sim_fault_counts(w.sim).values())
     start = time.time()
     w.sim.configure(**fault.config)
     if fault.rules:
@@ -104,7 +104,7 @@ def run_window(w: World, fault: Fault, batch: list[str]) -> inv.FaultWindow | No
         w.sim.clear_faults()
         w.sim.configure(**CLEAR)
     end = time.time()
-    hit = sum(w.sim_fault_counts().values()) - before
+    hit = sum(sim_fault_counts(w.sim).values()) - before
     w.faults[fault.name] += 1
     if not fault.reasons or hit == 0:
         return None
@@ -160,11 +160,6 @@ FATAL = (
         rules=(FaultRule("disks.insert", kind="operation", code="QUOTA_EXCEEDED", count=-1),),
     ),
 )
-RECOVERY_BUG = (
-    "a RuntimeDisk Failed on a fatal cloud error (PermissionDenied, QuotaExceeded) is never retried "
-    "(provisioning._RESTING holds Phase.FAILED; the error table's Retry.NEVER), so its node stays without "
-    "a runtime after the permission is granted or the quota raised, until someone deletes the RuntimeDisk"
-)
 
 
 def shows(w: World, nodes: list[str], reasons: frozenset[str]) -> bool:
@@ -173,10 +168,12 @@ def shows(w: World, nodes: list[str], reasons: frozenset[str]) -> bool:
     return len(rds) == len(nodes) and all((d.get("status") or {}).get("reason") in reasons for d in rds)
 
 
-@pytest.mark.xfail(strict=True, reason=RECOVERY_BUG)
 def test_fatal_cloud_faults_are_reported_and_recovered_from_once_fixed(
     make_world: MakeWorld, campaign: Campaign
 ) -> None:
+    # Regression (issue 16): a RuntimeDisk Failed on a fatal cloud error was never tried again, so its node
+    # stayed without a runtime after the permission was granted or the quota raised. Now it is retried after
+    # a back-off (--failed-retry-seconds, 5 s in this campaign).
     started = time.monotonic()
     w = make_world(SimConfig(latency="fast", block_devices=False, seed=6), seed=6)
     w.create_sdworker("fatal", replicas=100)
@@ -208,7 +205,6 @@ def test_fatal_cloud_faults_are_reported_and_recovered_from_once_fixed(
             w.all_faults(),
             results,
             time.monotonic() - started,
-            note="xfail: Failed is never retried" if violations(results) else "",
         )
     )
     assert violations(results) == []

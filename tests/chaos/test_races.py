@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from sdworker.api import constants as c
 from sdworker_tools.computesim import FaultRule, SimConfig
@@ -19,7 +20,7 @@ from sdworker_tools.wait import wait_for
 from tests.chaos.campaign import Campaign, Row, merge, settle, violations
 from tests.chaos.conftest import MakeWorld
 from tests.chaos.world import World
-from tests.integration.test_agent_support import RuntimeImage, build_runtime_image
+from tests.integration.test_agent_support import SIM_PROJECT, RuntimeImage, build_runtime_image
 
 
 def phase_of(w: World, node: str) -> str:
@@ -134,43 +135,75 @@ def test_nodes_deleted_runtime_changed_and_sdworker_deleted_mid_scale_out_leak_n
     assert violations(results) == []
 
 
-SWEEP_BUG = (
-    "the orphan sweeper searches only the projects of the nodes and RuntimeDisks the running operator has "
-    "seen (controller._zones): an operator restarted after the last node left sees none, so a shared disk "
-    "that outlived its nodes (swept only once unused, by design) or any other orphan is never deleted"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SWEEP_BUG)
-def test_a_shared_disk_is_swept_by_an_operator_restarted_after_the_last_node_left(
-    make_world: MakeWorld, campaign: Campaign
+def restart_after_the_last_node_left(
+    make_world: MakeWorld, campaign: Campaign, scenario: str, seed: int, **runtime: Any
 ) -> None:
+    """One SDWorker on two nodes; the cloud refuses deletes while the nodes and the SDWorker go, so its
+    disks outlive them; then, with nothing of it left for the operator to watch (no event comes to a new
+    one), the operator is restarted and the cloud deletes again: nothing may be left behind."""
     started = time.monotonic()
-    w = make_world(SimConfig(latency="fast", block_devices=False, seed=4), seed=4)
-    w.create_sdworker("shared", replicas=2, mode="SharedReadOnly", diskType="hyperdisk-ml")
+    w = make_world(
+        SimConfig(latency="fast", block_devices=False, seed=seed),
+        seed=seed,
+        operator_args=(f"--project={SIM_PROJECT}",),  # as a deployment's chart value or the ADC project
+    )
+    w.create_sdworker("left", replicas=2, **runtime)
     nodes = w.add_nodes([f"{w.label}-{i}" for i in range(2)])
     wait_for(w.served, timeout=120, what="both nodes Attached", describe=w.describe)
-    # The cloud refuses deletes for a while, so the shared disk outlives its nodes and the sweeps ...
     w.sim.add_faults(FaultRule("disks.delete", kind="http", http_status=503, count=-1))
     w.remove_nodes(nodes)
-    w.delete_sdworker("shared")
+    w.delete_sdworker("left")
     wait_for(
         lambda: any(r["method"] == "disks.delete" and r.get("fault") for r in w.sim.requests()),
         timeout=60,
-        what="the sweeper trying to delete the unused shared disk",
+        what="the operator trying to delete the disks nobody uses",
         describe=w.describe,
     )
-    # ... until the operator is restarted with no node left, and the cloud deletes again.
+    apps = client.AppsV1Api(w.api)
+    managed = f"{c.LABEL_APP_MANAGED_BY}={c.MANAGED_BY}"
+    wait_for(
+        lambda: (
+            not w.runtimedisks()
+            and not w.sdworkers()
+            and not apps.list_namespaced_deployment(w.namespace, label_selector=managed).items
+        ),
+        timeout=60,
+        what="the SDWorker, its Deployment and its RuntimeDisks gone",
+        describe=w.describe,
+    )
     w.kill_operator()
     w.sim.clear_faults()
     results = settle(w, phase=None, final=True, timeout=30)
-    campaign.record(
-        Row(
-            "operator restarted after the last node left: shared disk swept",
-            w.all_faults(),
-            results,
-            time.monotonic() - started,
-            note="xfail: sweeper knows no project" if violations(results) else "",
-        )
-    )
+    campaign.record(Row(scenario, w.all_faults(), results, time.monotonic() - started))
     assert violations(results) == []
+
+
+def test_a_shared_disk_is_swept_by_an_operator_restarted_after_the_last_node_left(
+    make_world: MakeWorld, campaign: Campaign
+) -> None:
+    """Regression (issue 16 bug b): the sweeper searched only the projects of the nodes and RuntimeDisks the
+    running operator had seen, so one restarted after the last node left saw none and never deleted a shared
+    disk that outlived its nodes. It now also sweeps its ``--project`` (on GKE: the credentials' project),
+    and reads the claims from the API server, not from kopf's indexes, which a first event would bind."""
+    restart_after_the_last_node_left(
+        make_world,
+        campaign,
+        "operator restarted after the last node left: shared disk swept",
+        seed=4,
+        mode="SharedReadOnly",
+        diskType="hyperdisk-ml",
+    )
+
+
+def test_a_warm_pool_nobody_wants_is_drained_by_an_operator_restarted_after_the_last_node_left(
+    make_world: MakeWorld, campaign: Campaign
+) -> None:
+    """The same for the warm pool of a deleted SDWorker: its disks are no RuntimeDisk's, and no pool is
+    wanted any more."""
+    restart_after_the_last_node_left(
+        make_world,
+        campaign,
+        "operator restarted after the last node left: unwanted warm pool drained",
+        seed=5,
+        warmPool={"size": 2},
+    )

@@ -205,22 +205,23 @@ class World:
         self.faults["operator kill -9"] += 1
         self.operator.start()
 
-    def sim_fault_counts(self) -> dict[str, int]:
-        """What the simulator itself injected or refused, from its request and operation logs."""
-        counts: collections.Counter[str] = collections.Counter()
-        for r in self.sim.requests():
-            if r.get("fault"):
-                counts[f"sim {r['fault']}"] += 1
-            elif r.get("status") == 403 and r.get("reason") == "rateLimitExceeded":
-                counts["sim 403 rateLimitExceeded"] += 1
-        for op in self.sim.operations():
-            if op.get("error"):
-                for e in op["error"].get("errors", []):
-                    counts[f"sim op {e.get('code')}"] += 1
-        return dict(counts)
-
     def all_faults(self) -> dict[str, int]:
-        return {**dict(self.faults), **self.sim_fault_counts()}
+        return {**dict(self.faults), **sim_fault_counts(self.sim)}
+
+
+def sim_fault_counts(sim: ComputeSim) -> dict[str, int]:
+    """What the simulator itself injected or refused, from its request and operation logs."""
+    counts: collections.Counter[str] = collections.Counter()
+    for r in sim.requests():
+        if r.get("fault"):
+            counts[f"sim {r['fault']}"] += 1
+        elif r.get("status") == 403 and r.get("reason") == "rateLimitExceeded":
+            counts["sim 403 rateLimitExceeded"] += 1
+    for op in sim.operations():
+        if op.get("error"):
+            for e in op["error"].get("errors", []):
+                counts[f"sim op {e.get('code')}"] += 1
+    return dict(counts)
 
 
 class Kubelet:

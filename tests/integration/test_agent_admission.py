@@ -21,6 +21,8 @@ from kubernetes import client
 
 from sdworker.api import constants as c
 from sdworker.api import naming
+from sdworker_agent import nodepatch
+from sdworker_agent.plan import NodePatch
 from sdworker_tools.cluster import LocalCluster
 from sdworker_tools.wait import wait_for
 from tests.integration.test_agent_support import (
@@ -76,7 +78,8 @@ def test_the_agent_may_patch_only_its_own_node_and_its_own_runtimedisks(
         f"sdworker-agent-own-runtimedisks-{h.suffix}",
     )
     image = fake_image(f"rt-{h.suffix}")
-    rd_a, rd_b = h.create_runtimedisk(a, image), h.create_runtimedisk(b, image)
+    # No simulator here to resolve the image from: the RuntimeDisks name the image's digest themselves.
+    rd_a, rd_b = (h.create_runtimedisk(n, image, digest=image.digest) for n in (a, b))
     label = naming.runtime_ready_label(image.runtime_id)
     pod = h.agent_pod(a)
     kubeconfig = h.kubeconfig_for("agent-a", h.token("sdworker-agent", pod))
@@ -102,11 +105,14 @@ def test_the_agent_may_patch_only_its_own_node_and_its_own_runtimedisks(
         assert status == 403
         assert f"the sdworker agent on node {a} may only modify its own Node, not {b}" in message
 
-        # Its own node: the runtime label and the startup taint's removal are allowed.
+        # Its own node: the runtime label and the startup taint's removal are allowed, as the agent sends
+        # them (``nodepatch.json_patch``), and as a plain merge patch too.
+        for change in (NodePatch(set_labels=(label,)), NodePatch(remove_taint=True)):
+            core.patch_node(a, nodepatch.json_patch(h.node(a), change))
+        assert (h.labels(a)[label], h.tainted(a)) == ("ready", False)
+        core.patch_node(a, nodepatch.json_patch(h.node(a), NodePatch(remove_labels=(label,))))
+        assert label not in h.labels(a)
         core.patch_node(a, {"metadata": {"labels": {label: "ready"}}})
-        taints = [t for t in h.node(a)["spec"]["taints"] if t["key"] != c.STARTUP_TAINT_KEY]
-        core.patch_node(a, [{"op": "replace", "path": "/spec/taints", "value": taints}])
-        assert not h.tainted(a)
         core.patch_node(a, {"metadata": {"labels": {label: None}}})
         assert label not in h.labels(a)
 
@@ -144,11 +150,26 @@ def test_the_agent_may_patch_only_its_own_node_and_its_own_runtimedisks(
 
         # RuntimeDisks: its own node's status and finalizer, not another node's.
         def rd_status(name: str, phase: str) -> Callable[[], object]:
-            return lambda: custom.patch_cluster_custom_object_status(
-                c.GROUP, c.VERSION, c.RUNTIMEDISK_PLURAL, name, {"status": {"phase": phase}}
-            )
+            """A status write as the agent makes it (``kube.status.update_status``): the object as read,
+            its status subresource replaced, guarded by the resourceVersion read."""
+
+            def write() -> object:
+                obj = custom.get_cluster_custom_object(c.GROUP, c.VERSION, c.RUNTIMEDISK_PLURAL, name)
+                obj["status"] = {**(obj.get("status") or {}), "phase": phase}
+                return custom.replace_cluster_custom_object_status(
+                    c.GROUP, c.VERSION, c.RUNTIMEDISK_PLURAL, name, obj
+                )
+
+            return write
 
         assert refusal(rd_status(rd_a, "Mounting")) == (200, "")
+        # Least privilege: the one way it writes status is the one RBAC grants.
+        status, message = refusal(
+            lambda: custom.patch_cluster_custom_object_status(
+                c.GROUP, c.VERSION, c.RUNTIMEDISK_PLURAL, rd_a, {"status": {"phase": "Ready"}}
+            )
+        )
+        assert (status, 'cannot patch resource "runtimedisks/status"' in message) == (403, True), message
         status, message = refusal(rd_status(rd_b, "Mounting"))
         assert status == 403
         assert f"ValidatingAdmissionPolicy '{rd_policy}" in message

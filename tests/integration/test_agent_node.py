@@ -3,8 +3,9 @@ prefetch, open the node; survive a SIGKILL mid-mount; refuse bad disks; unmount 
 
 Each agent is a process started the way the DaemonSet starts it, authenticated with a ServiceAccount token
 bound to its pod on its node (so the RBAC and the admission policy from ``daemonset/manifests`` are what
-let it work). The test plays the operator: it creates the disk through the compute simulator, attaches it
-(a loop device appears at the node's ``disk/by-id``), creates the RuntimeDisk and sets ``Attached``.
+let it work). The test plays the operator with the operator's own parts (``test_agent_support.Harness``): it
+publishes the image, creates the disk through the compute simulator, attaches it (a loop device appears at
+the node's ``disk/by-id``), creates the RuntimeDisk and sets ``Attached``.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def test_two_agents_mount_verify_prefetch_and_open_their_nodes(harness: Harness,
     h = harness
     nodes = [h.add_node(f"{unique}-a"), h.add_node(f"{unique}-b")]
     h.install(POLICY_FILES)
-    image = build_runtime_image(h.workdir, f"rt-{h.suffix}", model_bytes=16 << 20)
+    image = build_runtime_image(h.workdir, f"rt-{h.suffix}", model_bytes=16 << 20, pack=True)
     h.register(image)
     pods = {}
     for node in nodes:
@@ -234,7 +235,7 @@ def test_killed_mid_mount_it_resumes_without_a_second_mount_and_unmounts_on_dele
     node = h.add_node(f"{unique}-n")
     h.install(POLICY_FILES)
     # A full re-hash of a 64 MiB model keeps the agent busy between its mount and Ready.
-    image = build_runtime_image(h.workdir, f"rt-{h.suffix}", model_bytes=64 << 20)
+    image = build_runtime_image(h.workdir, f"rt-{h.suffix}", model_bytes=64 << 20, pack=True)
     h.register(image)
     h.attach(node, image)
     disk = h.create_runtimedisk(node, image)
@@ -291,15 +292,17 @@ def test_a_bad_disk_fails_its_runtimedisk_and_keeps_the_node_tainted(
     h = harness
     node = h.add_node(f"{unique}-n")
     h.install(POLICY_FILES)
-    image = build_runtime_image(h.workdir, f"rt-{h.suffix}", model_bytes=1 << 20)
+    image = build_runtime_image(h.workdir, f"rt-{h.suffix}", model_bytes=1 << 20, pack=True)
     digest = image.digest
     if fault == "digest":
         digest = build_runtime_image(h.workdir, f"other-{h.suffix}", model_bytes=1 << 20).digest
-    if fault == "corrupt":
-        corrupt_group_descriptors(image.path)
     h.register(image)
     if fault != "no-device":
         h.attach(node, image)
+    if fault == "corrupt":  # the disk goes bad on the node: its image, and so its digest, are sound
+        device = system.find_device(str(h.dev_root(node)), naming.device_name(image.runtime_id))
+        assert device is not None
+        corrupt_group_descriptors(Path(device.path))
     disk = h.create_runtimedisk(node, image, digest=digest)
     agent = h.start_agent(node, h.agent_credentials(node), "--device-timeout=3")
 
@@ -348,7 +351,7 @@ def test_the_agent_repairs_its_node_a_lost_mount_returns_and_a_stray_one_goes(
     h = harness
     node = h.add_node(f"{unique}-n")
     h.install(POLICY_FILES)
-    image = build_runtime_image(h.workdir, f"rt-{h.suffix}", model_bytes=1 << 20)
+    image = build_runtime_image(h.workdir, f"rt-{h.suffix}", model_bytes=1 << 20, pack=True)
     h.register(image)
     h.attach(node, image)
     disk = h.create_runtimedisk(node, image)

@@ -1,11 +1,16 @@
 """Helpers for the node agent's integration tests (no tests here): real disks, real processes, real RBAC.
 
 - Runtime disk images are built for real, by the image builder's CLI (``sdworker_images``): a small
-  runtime tree, its ``/.sdworker/manifest.json`` (``sdworker.manifest``, shared with the agent), ext4.
+  runtime tree, its content index ``/.sdworker/manifest.json`` (``sdworker_content``, shared with the agent),
+  ext4.
 - Disks are created from them and attached through the compute API simulator, which backs each
   attachment with a loop device at ``<instance dev root>/disk/by-id/google-<deviceName>``.
-- The test plays the operator: it creates the RuntimeDisk the operator would (names from
-  ``sdworker.api.naming``) and moves it to ``Attached``.
+- Images are published by the real publisher (``computesim.testing.publish_build``), so they carry the
+  sdworker metadata the operator's cloud layer reads their digest from.
+- The test plays the operator with the operator's own parts: the image resolved by its cloud layer
+  (``GceCloud.resolve_image``), the spec placed by ``domain.placement.place`` for an SDWorker selecting
+  the node, the object made by ``placement.runtimedisk_manifest``, the phases up to ``Attached`` computed
+  by ``api.transitions.advance``.
 - Agents run as processes (``python -m sdworker_agent``), with the credentials they have in production: a
   ServiceAccount token bound to the agent's pod on that node, under the RBAC and admission policy from
   ``daemonset/manifests``.
@@ -16,6 +21,7 @@ RuntimeDisks (finalizers stripped), cluster-scoped RBAC and policies, nodes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import json
@@ -34,16 +40,21 @@ import yaml
 from google.cloud import compute_v1
 from kubernetes import client, config
 
-from sdworker import manifest
 from sdworker.api import constants as c
-from sdworker.api import naming
-from sdworker.api.types import DiskType, RuntimeDiskSpec, RuntimeMode
+from sdworker.api import naming, transitions
+from sdworker.api.parse import parse_sdworker
+from sdworker.api.types import DiskType, Phase, ResolvedImage, RuntimeMode
+from sdworker.cloud.gce import GceCloud
+from sdworker.domain import placement
 from sdworker_agent import mountinfo
+from sdworker_content.index import INDEX_NAME, ContentIndex
 from sdworker_tools import procs
 from sdworker_tools.cluster import LocalCluster, free_port
 from sdworker_tools.computesim import ComputeSim, client_kwargs
+from sdworker_tools.computesim.testing import publish_build
 from sdworker_tools.nodes import Taint
 from sdworker_tools.wait import Abort, wait_for
+from tests.unit.invalid_specs import valid_sdworker
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "daemonset" / "manifests"
@@ -80,7 +91,7 @@ def build_runtime_image(
 ) -> RuntimeImage:
     """A miniature runtime (venv, webui, a model) made into a disk image by the real image builder.
 
-    ``python -m sdworker_images build --from-dir`` writes the manifest with ``sdworker.manifest`` and makes
+    ``python -m sdworker_images build --from-dir`` writes the index with ``sdworker_content`` and makes
     the ext4 image with ``mkfs.ext4 -d`` exactly as for production, so the agent is tested against the
     artifact it will really mount. ``pack`` also writes ``image.tar.gz``, for ``sdworker image publish``.
     """
@@ -107,13 +118,16 @@ def build_runtime_image(
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "images"), *filter(None, [env.get("PYTHONPATH")])])
     argv = [sys.executable, "-m", "sdworker_images", "build", "--from-dir", str(tree), "--out", str(out)]
     procs.run([*argv, *([] if pack else ["--no-pack"]), "--quiet"], env=env, timeout=300)
-    digest = manifest.Manifest.from_json((out / manifest.MANIFEST_NAME).read_bytes()).digest
+    digest = ContentIndex.from_json((out / INDEX_NAME).read_bytes()).digest
     return RuntimeImage(name=name, path=out / "disk.raw", digest=digest, model_bytes=model_bytes)
 
 
-def corrupt_group_descriptors(image: Path) -> None:
-    """Overwrite the group descriptor table (block 1 with 4 KiB blocks): blkid still says ext4."""
-    with image.open("r+b") as f:
+def corrupt_group_descriptors(disk: Path) -> None:
+    """Overwrite the group descriptor table (block 1 with 4 KiB blocks): blkid still says ext4.
+
+    ``disk`` is an image file or, as a disk going bad on the node, the attached block device itself.
+    """
+    with disk.open("r+b") as f:
         f.seek(4096)
         f.write(os.urandom(4096))
 
@@ -260,7 +274,7 @@ class Harness:
     def add_node(self, name: str, *, taints: Sequence[Taint] = (STARTUP_TAINT, GPU_TAINT)) -> str:
         self.nodes.append(name)
         self.cluster.add_gpu_node(
-            name, zone=ZONE, taints=taints, labels={"sdworker.test/harness": self.suffix}
+            name, zone=ZONE, project=SIM_PROJECT, taints=taints, labels={"sdworker.test/harness": self.suffix}
         )
         if self.sim is not None:
             self.sim.create_instance(name, zone=ZONE, project=SIM_PROJECT)
@@ -272,7 +286,21 @@ class Harness:
         return self.sim
 
     def register(self, image: RuntimeImage) -> None:
-        self.simulator.register_image(image.name, image.path, project=SIM_PROJECT)
+        """Publish ``image`` (built with ``pack=True``) into the simulator as ``sdworker image publish``
+        does: its labels and description, hence its digest, come from ``sdworker.image_meta``."""
+        publish_build(self.simulator, image.path.parent, project=SIM_PROJECT, name=image.name)
+
+    def resolve(self, image: RuntimeImage) -> ResolvedImage:
+        """The image and digest the operator's cloud layer resolves for ``image`` from its metadata."""
+
+        async def main() -> ResolvedImage:
+            cloud = GceCloud(api_endpoint=self.simulator.endpoint, anonymous=True)
+            try:
+                return await cloud.resolve_image(image.image)
+            finally:
+                await cloud.close()
+
+        return asyncio.run(main())
 
     def attach(self, node: str, image: RuntimeImage, *, mode: RuntimeMode = RuntimeMode.PER_NODE) -> None:
         """What the operator's cloud layer does: a disk from the image, attached to the node's instance.
@@ -317,49 +345,47 @@ class Harness:
         digest: str | None = None,
         mode: RuntimeMode = RuntimeMode.PER_NODE,
     ) -> str:
-        """The RuntimeDisk exactly as the operator creates it, then (as its cloud layer would) Attached."""
-        rid = image.runtime_id
-        shared = mode is RuntimeMode.SHARED_READ_ONLY
-        spec = RuntimeDiskSpec(
-            node_name=node,
-            zone=ZONE,
-            instance=node,
-            project=SIM_PROJECT,
+        """The RuntimeDisk the operator creates for an SDWorker selecting ``node``, made by the operator's
+        own parts, then moved (as its cloud layer would, once ``attach`` has run) to ``Attached``.
+
+        ``digest`` is the digest the RuntimeDisk names; None: the one the cloud layer resolves from the
+        published image (``register``). The spec asks to prefetch the model and a file that is not there.
+        """
+        resolved = ResolvedImage(image.image, digest) if digest is not None else self.resolve(image)
+        worker = valid_sdworker(f"sdw-{self.suffix}", self.namespace)
+        worker["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
+        worker["spec"]["runtime"].update(
             image=image.image,
-            image_digest=image.digest if digest is None else digest,
-            runtime_id=rid,
-            disk_name=naming.shared_disk_name(ZONE, rid) if shared else naming.disk_name(node, rid),
-            device_name=naming.device_name(rid),
-            disk_type=DiskType.HYPERDISK_ML if shared else DiskType.PD_BALANCED,
-            disk_size_gb=10,
-            mode=mode,
-            mount_path=naming.mount_path(rid),
-            prefetch=(MODEL, "models/not-there.ckpt"),
+            mode=str(mode),
+            diskType=str(
+                DiskType.HYPERDISK_ML if mode is RuntimeMode.SHARED_READ_ONLY else DiskType.PD_BALANCED
+            ),
+            diskSizeGb=10,
+            prefetch=[MODEL, "models/not-there.ckpt"],
         )
-        name = naming.runtimedisk_name(node, rid)
-        owner = self.core.read_node(node)
-        body = {
-            "apiVersion": c.API_VERSION,
-            "kind": c.RUNTIMEDISK_KIND,
-            "metadata": {
-                "name": name,
-                "labels": {c.LABEL_APP_MANAGED_BY: c.MANAGED_BY, c.LABEL_NODE: node, c.LABEL_RUNTIME_ID: rid},
-                "ownerReferences": [
-                    {"apiVersion": "v1", "kind": "Node", "name": node, "uid": owner.metadata.uid}
-                ],
-                "finalizers": [c.FINALIZER_CLOUD_DISK, c.FINALIZER_UNMOUNT],
-            },
-            "spec": spec.to_dict(),
-        }
+        owner = self.node(node)
+        meta = owner["metadata"]
+        info = placement.NodeInfo(node, meta.get("labels") or {}, owner["spec"].get("providerID") or "")
+        placed = placement.place([info], [parse_sdworker(worker)], {image.image: resolved})
+        spec = placed.for_node(node)[image.runtime_id]
+        name = naming.runtimedisk_name(node, spec.runtime_id)
+        body = placement.runtimedisk_manifest(name, node, meta["uid"], spec.to_dict())
         self.custom.create_cluster_custom_object(c.GROUP, c.VERSION, c.RUNTIMEDISK_PLURAL, body)
         self.runtimedisks.append(name)
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        status = {
-            "phase": "Attached",
-            "reason": "Attached",
-            "message": "Attached to the instance",
-            "timings": {"diskCreated": now, "attached": now},
-        }
+        status: Json = {}
+        now = datetime.now(UTC)
+        for phase, reason, message in (
+            (Phase.CREATING, "CreatingDisk", f"Creating disk {spec.disk_name} in {spec.zone}"),
+            (Phase.ATTACHING, "AttachingDisk", f"Attaching {spec.disk_name} to {spec.instance}"),
+            (
+                Phase.ATTACHED,
+                "Attached",
+                f"{spec.disk_name} attached to {spec.instance} as {spec.device_name}",
+            ),
+        ):
+            status = transitions.advance(
+                status, transitions.Writer.OPERATOR, phase, reason=reason, message=message, now=now
+            )
         self.custom.patch_cluster_custom_object_status(
             c.GROUP, c.VERSION, c.RUNTIMEDISK_PLURAL, name, {"status": status}
         )

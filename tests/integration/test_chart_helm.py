@@ -7,7 +7,6 @@ scheduled and Running on a kwok node, and the CRDs are served; after ``helm unin
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from kubernetes import client
 import sdworker.__main__ as operator_cli
 import sdworker_agent.__main__ as agent_cli
 from sdworker.api import constants as c
+from sdworker.config import OperatorConfig
 from sdworker_tools.cluster import LocalCluster
 from sdworker_tools.wait import wait_for
 from tests.integration.test_chart_support import CHART, REPO, TEST_ACCELERATOR, Helm, Json, find, kinds
@@ -89,16 +89,18 @@ def test_rendered_flags_are_accepted_by_the_operator_and_agent_command_lines(
     helm: Helm, values: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = helm.template(values=[values])
-    parsed: list[argparse.Namespace] = []
+    parsed: list[OperatorConfig] = []
 
-    def fake_run(args: argparse.Namespace) -> int:
-        parsed.append(args)
+    def fake_run(config: OperatorConfig) -> int:
+        parsed.append(config)
         return 0
 
     monkeypatch.setattr(operator_cli, "_run", fake_run)
+    # The operator's command line turns the rendered flags into its one validated configuration.
     assert operator_cli.main(_container(docs, "Deployment")["args"]) == 0
-    (args,) = parsed
-    assert args.command == "run"
+    (config,) = parsed
+    chart_values = yaml.safe_load(values.read_text()) or {}
+    assert config.project == (chart_values.get("operator") or {}).get("project")
     monkeypatch.setenv("NODE_NAME", "gke-node-1")  # the DaemonSet sets it from the downward API
     agent_args = agent_cli.parse_args(_container(docs, "DaemonSet")["args"])
     assert agent_args.mount_root == c.MOUNT_ROOT
@@ -114,6 +116,11 @@ def test_one_replica_runs_standalone_and_more_run_kopf_peering(helm: Helm) -> No
 
     ha = helm.template(values=[CHART / "ci" / "ha-values.yaml"])
     assert "--peering=sdworker" in _container(ha, "Deployment")["args"]
+    # Each replica's kopf peering identity is its pod's name (the Downward API; kopf reads POD_ID).
+    assert _container(ha, "Deployment")["env"] == [
+        {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    ]
+    assert "env" not in _container(single, "Deployment")
     assert find(ha, "ClusterKopfPeering")["metadata"]["name"] == "sdworker"
     assert find(ha, "Deployment")["spec"]["replicas"] == 2
     assert find(ha, "ServiceMonitor")
@@ -316,10 +323,10 @@ def test_operator_metrics_can_be_turned_off(helm: Helm, monkeypatch: pytest.Monk
     assert find(on, "Service", "sdworker-operator-metrics")["spec"]["ports"][0]["port"] == 9090
     off = helm.template(sets={"operator.metrics.enabled": "false"})
     assert not [d for d in off if d["metadata"]["name"] == "sdworker-operator-metrics"]
-    parsed: list[argparse.Namespace] = []
+    parsed: list[OperatorConfig] = []
 
-    def fake_run(args: argparse.Namespace) -> int:
-        parsed.append(args)
+    def fake_run(config: OperatorConfig) -> int:
+        parsed.append(config)
         return 0
 
     monkeypatch.setattr(operator_cli, "_run", fake_run)

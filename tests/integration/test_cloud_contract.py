@@ -14,7 +14,7 @@ import pytest
 
 from sdworker.cloud.errors import CloudError, Retry
 from sdworker.cloud.gce import GceCloud
-from sdworker.cloud.provider import DiskRequest
+from sdworker.cloud.provider import AttachRequest, DiskRequest
 from sdworker_images import build
 from sdworker_tools.computesim import ComputeSim, FaultRule, SimConfig
 from sdworker_tools.computesim.testing import make_ext4_image, publish_build
@@ -82,13 +82,9 @@ def test_disk_lifecycle_is_idempotent(sim: ComputeSim) -> None:
 
         for _ in range(2):
             await cloud.ensure_attached(
-                P,
-                Z,
-                "vm-1",
-                "contract-d1",
-                device_name="sdw-x",
-                read_only=False,
-                auto_delete=True,
+                AttachRequest(
+                    P, Z, "vm-1", "contract-d1", device_name="sdw-x", read_only=False, auto_delete=True
+                ),
                 idempotency_key="k1",
             )
         assert len(ops(sim, since, "attachDisk", "/instances/vm-1")) == 1
@@ -134,24 +130,16 @@ def test_conflicts_and_fingerprints(sim: ComputeSim) -> None:
 
         # READ_WRITE is exclusive; device-name clashes are reported, not papered over.
         await cloud.ensure_attached(
-            P,
-            Z,
-            "vm-2",
-            "contract-d2",
-            device_name="sdw-y",
-            read_only=False,
-            auto_delete=False,
+            AttachRequest(
+                P, Z, "vm-2", "contract-d2", device_name="sdw-y", read_only=False, auto_delete=False
+            ),
             idempotency_key="k2",
         )
         with pytest.raises(CloudError) as clash:
             await cloud.ensure_attached(
-                P,
-                Z,
-                "vm-2",
-                "contract-d1x",
-                device_name="sdw-y",
-                read_only=False,
-                auto_delete=False,
+                AttachRequest(
+                    P, Z, "vm-2", "contract-d1x", device_name="sdw-y", read_only=False, auto_delete=False
+                ),
                 idempotency_key="k2",
             )
         assert clash.value.reason == "DeviceNameInUse"

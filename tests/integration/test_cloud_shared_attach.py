@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from sdworker.cloud.gce import GceCloud
-from sdworker.cloud.provider import DiskRequest
+from sdworker.cloud.provider import AttachRequest, DiskRequest
 from sdworker_tools.computesim import ComputeSim, SimConfig
 from sdworker_tools.computesim.testing import make_ext4_image
 
@@ -45,13 +45,9 @@ def test_read_only_attaches_of_one_shared_disk_are_in_flight_together(sim: Compu
         await asyncio.gather(
             *(
                 cloud.ensure_attached(
-                    P,
-                    Z,
-                    node,
-                    "sdws-shared",
-                    device_name="rt",
-                    read_only=True,
-                    auto_delete=False,
+                    AttachRequest(
+                        P, Z, node, "sdws-shared", device_name="rt", read_only=True, auto_delete=False
+                    ),
                     idempotency_key=f"attach/{node}",
                 )
                 for node in NODES

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as gexc
 from google.cloud import compute_v1
 
 from sdworker_tools import procs
@@ -46,6 +47,18 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_ext4_image(tmp_path_factory.mktemp("computesim-life") / "img.ext4", {"a.txt": "a\n"})
 
 
+def insert_disk(disks: compute_v1.DisksClient, name: str, source_image: str) -> Any:
+    """``disks.insert`` (with a request id) of ``name`` from ``source_image`` in ZONE; the operation."""
+    return disks.insert_unary(
+        request=compute_v1.InsertDiskRequest(
+            project=PROJECT,
+            zone=ZONE,
+            request_id=str(uuid.uuid4()),
+            disk_resource=compute_v1.Disk(name=name, source_image=source_image),
+        )
+    )
+
+
 def provision(endpoint: str, disks: list[tuple[str, str, str]]) -> None:
     """(disk, instance, mode): create each disk from image "img" and attach it."""
     kw = client_kwargs(endpoint)
@@ -55,13 +68,7 @@ def provision(endpoint: str, disks: list[tuple[str, str, str]]) -> None:
     created = set()
     for disk, instance, mode in disks:
         if disk not in created:
-            op = disk_client.insert_unary(
-                project=PROJECT,
-                zone=ZONE,
-                disk_resource=compute_v1.Disk(
-                    name=disk, source_image=f"projects/{PROJECT}/global/images/img"
-                ),
-            )
+            op = insert_disk(disk_client, disk, f"projects/{PROJECT}/global/images/img")
             assert not wait_operation(ops, op, project=PROJECT, zone=ZONE).error.errors
             created.add(disk)
         op = instances.attach_disk_unary(
@@ -153,29 +160,18 @@ def test_stop_with_operations_in_flight_is_prompt_and_clean(image: Path, tmp_pat
     assert sorted(p.name for p in state_dir.iterdir()) == ["nodes"]
 
 
+def start_cli(tmp_path: Path, *args: str) -> tuple[procs.Process, Path, Path]:
+    """``python -m sdworker_tools.computesim`` with instance node-a, a state directory and a URL file under
+    ``tmp_path``, and ``args``; the process, its state directory and its URL file."""
+    state_dir, url_file = tmp_path / "state", tmp_path / "url"
+    argv = [sys.executable, "-m", "sdworker_tools.computesim", "--state-dir", str(state_dir)]
+    argv += ["--instance", f"{PROJECT}/{ZONE}/node-a", "--url-file", str(url_file), *args]
+    return procs.Process("computesim", argv, tmp_path / "computesim.log"), state_dir, url_file
+
+
 def test_cli_serves_prints_its_url_and_cleans_up_on_sigterm(image: Path, tmp_path: Path) -> None:
-    url_file = tmp_path / "url"
-    state_dir = tmp_path / "state"
-    proc = procs.Process(
-        "computesim",
-        [
-            sys.executable,
-            "-m",
-            "sdworker_tools.computesim",
-            "--port",
-            "0",
-            "--state-dir",
-            str(state_dir),
-            "--latency-profile",
-            "fast",
-            "--image",
-            f"{PROJECT}/img={image}@sd-runtime",
-            "--instance",
-            f"{PROJECT}/{ZONE}/node-a",
-            "--url-file",
-            str(url_file),
-        ],
-        tmp_path / "computesim.log",
+    proc, state_dir, url_file = start_cli(
+        tmp_path, "--port", "0", "--latency-profile", "fast", "--image", f"{PROJECT}/img={image}@sd-runtime"
     )
     try:
         url = wait_for(
@@ -202,25 +198,7 @@ def test_cli_serves_prints_its_url_and_cleans_up_on_sigterm(image: Path, tmp_pat
 
 
 def test_a_killed_simulators_loop_devices_are_swept_by_the_next_run(image: Path, tmp_path: Path) -> None:
-    url_file = tmp_path / "url"
-    state_dir = tmp_path / "state"
-    proc = procs.Process(
-        "computesim",
-        [
-            sys.executable,
-            "-m",
-            "sdworker_tools.computesim",
-            "--state-dir",
-            str(state_dir),
-            "--image",
-            f"{PROJECT}/img={image}",
-            "--instance",
-            f"{PROJECT}/{ZONE}/node-a",
-            "--url-file",
-            str(url_file),
-        ],
-        tmp_path / "computesim.log",
-    )
+    proc, state_dir, url_file = start_cli(tmp_path, "--image", f"{PROJECT}/img={image}")
     try:
         url = wait_for(lambda: url_in(url_file), timeout=30, what="URL", describe=proc.log_tail)
         provision(url, [("d1", "node-a", "READ_WRITE")])
@@ -261,16 +239,7 @@ def test_admin_http_api(image: Path) -> None:
         )
         assert faults["faults"][0]["code"] == "QUOTA_EXCEEDED"
         disks = compute_v1.DisksClient(**client_kwargs(sim.endpoint))
-        op = disks.insert_unary(
-            request=compute_v1.InsertDiskRequest(
-                project=PROJECT,
-                zone=ZONE,
-                request_id=str(uuid.uuid4()),
-                disk_resource=compute_v1.Disk(
-                    name="d1", source_image=f"projects/{PROJECT}/global/images/family/f"
-                ),
-            )
-        )
+        op = insert_disk(disks, "d1", f"projects/{PROJECT}/global/images/family/f")
         done = wait_operation(
             compute_v1.ZoneOperationsClient(**client_kwargs(sim.endpoint)), op, project=PROJECT, zone=ZONE
         )
@@ -302,3 +271,25 @@ def test_a_state_directory_in_use_is_refused(tmp_path: Path) -> None:
             assert other.state_dir.exists()
     with ComputeSim(SimConfig(state_dir=tmp_path / "state", block_devices=False)):
         pass
+
+
+def test_an_image_held_over_http_refuses_disks_from_it_until_released(image: Path) -> None:
+    """``POST /_sim/images/hold`` and ``/_sim/images/release``, seen through the real client: while held in
+    the zone, ``disks.insert`` is a 400 ``resourceNotReady`` naming the image, as GCE answers it."""
+    with ComputeSim(SimConfig(latency="fast", block_devices=False)) as sim:
+        url = sim.url
+        admin(url, "POST", "/_sim/images", {"project": PROJECT, "name": "img", "file": str(image)})
+        held = admin(url, "POST", "/_sim/images/hold", {"project": PROJECT, "name": "img", "zones": [ZONE]})
+        assert held["status"] == "READY"  # held in one zone only: the global image is READY
+        kw = client_kwargs(sim.endpoint)
+        disks, ops = compute_v1.DisksClient(**kw), compute_v1.ZoneOperationsClient(**kw)
+        image_link = f"projects/{PROJECT}/global/images/img"
+        with pytest.raises(gexc.BadRequest) as refused:
+            insert_disk(disks, "d1", image_link)
+        assert [e["reason"] for e in refused.value.errors] == ["resourceNotReady"]
+        assert f"The resource '{image_link}' is not ready" in str(refused.value)
+        released = admin(url, "POST", "/_sim/images/release", {"project": PROJECT, "name": "img"})
+        assert released["status"] == "READY"
+        done = wait_operation(ops, insert_disk(disks, "d1", image_link), project=PROJECT, zone=ZONE)
+        assert not done.error.errors
+        assert [d["status"] for d in admin(url, "GET", "/_sim/inventory")["disks"]] == ["READY"]

@@ -3,7 +3,7 @@
 Proves the acceptance criteria of the builder: the same tree gives byte-identical ``disk.raw`` and
 ``image.tar.gz`` and the same digest; one changed byte changes the digest; the archive is what GCE imports;
 the image mounts read-only through a loop device and every file verifies with the node agent's own
-verifier (``sdworker.manifest.verify``); and bad input fails before any image is written.
+verifier (``sdworker_content.verify``); and bad input fails before any image is written.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sdworker import manifest
 from sdworker import runtime_layout as layout
+from sdworker_content.index import ContentIndex, Interpreter
+from sdworker_content.verify import VerifyMode, verify
 from sdworker_images import build, ext4, proc, spec
 from sdworker_images.__main__ import main
 from sdworker_images.errors import BuildError
@@ -89,8 +90,8 @@ def test_one_changed_byte_changes_the_digest(
     changed = _build(tmp_path / "out", from_dir=tree, pack=False)
     original = twice[0]
     assert changed.digest != original.digest
-    before = {e.path: e for e in original.manifest.entries}
-    after = {e.path: e for e in changed.manifest.entries}
+    before = {e.path: e for e in original.index.entries}
+    after = {e.path: e for e in changed.index.entries}
     assert [p for p in before if before[p] != after[p]] == ["stable-diffusion-webui/launch.py"]
     assert not (tmp_path / "out" / "image.tar.gz").exists(), "--no-pack writes no archive"
 
@@ -102,10 +103,8 @@ def test_the_outputs_describe_the_image(twice: tuple[build.BuildResult, build.Bu
     assert record["disk"] == {"file": "disk.raw", "bytes": result.raw.stat().st_size, "sizeGb": 1}
     assert result.raw.stat().st_size % ext4.GIB == 0
     text = (result.out / "manifest.json").read_text()
-    assert manifest.Manifest.from_json(text).digest == result.digest
-    assert manifest.Manifest.from_json(text).interpreter == manifest.Interpreter(
-        "/usr/bin/python3.10", "3.10.12"
-    )
+    assert ContentIndex.from_json(text).digest == result.digest
+    assert ContentIndex.from_json(text).interpreter == Interpreter("/usr/bin/python3.10", "3.10.12")
     header = proc.run(["dumpe2fs", "-h", str(result.raw)], env={"LC_ALL": "C"}).stdout
     fields = dict(line.split(":", 1) for line in header.splitlines() if ":" in line)
     assert fields["Filesystem UUID"].strip() == ext4.derived_uuid(result.digest, "fs-uuid")
@@ -163,11 +162,11 @@ def test_the_image_mounts_read_only_and_every_file_verifies(
     mounted: Path, twice: tuple[build.BuildResult, build.BuildResult]
 ) -> None:
     digest = twice[0].digest
-    result = manifest.verify(mounted, digest, manifest.VerifyMode.FULL)
+    result = verify(mounted, digest, VerifyMode.FULL)
     assert result.ok, result.summary()
-    assert result.files_checked == twice[0].manifest.file_count
-    assert result.bytes_checked == twice[0].manifest.total_bytes
-    assert manifest.verify(mounted, digest, manifest.VerifyMode.DIGEST).ok
+    assert result.files_checked == twice[0].index.file_count
+    assert result.bytes_checked == twice[0].index.total_bytes
+    assert verify(mounted, digest, VerifyMode.DIGEST).ok
     model = mounted / MODEL_PATH
     st = model.stat()
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o644)
@@ -279,7 +278,7 @@ def test_bad_input_fails_before_any_image_is_written(tmp_path: Path, case: str) 
     with pytest.raises(BuildError) as caught:
         _build(out, from_dir=tree, spec_path=spec_path)
     assert message in str(caught.value)
-    assert not out.exists(), "no disk.raw, image.tar.gz or manifest"
+    assert not out.exists(), "no disk.raw, image.tar.gz or manifest.json"
     assert not list((tmp_path / "builds").glob(".sdworker-build-*")), "the work directory is cleaned up"
 
 
@@ -290,12 +289,12 @@ def test_a_declared_local_file_is_added_to_the_image(tmp_path: Path) -> None:
         tmp_path, f"\n- {{path: models/Lora/extra.safetensors, source: {model.name}, sha256: '{digest}'}}\n"
     )
     result = _build(tmp_path / "out", spec_path=spec_path, pack=False)
-    entries = {e.path: e for e in result.manifest.entries}
+    entries = {e.path: e for e in result.index.entries}
     assert entries["models/Lora"].type == "dir"
     assert entries["models/Lora/extra.safetensors"].sha256 == digest
-    assert result.manifest.source is not None
-    assert result.manifest.source["kind"] == "dir"
-    assert result.manifest.source["spec"]["metadata"] == {"name": "test"}
+    assert result.index.source is not None
+    assert result.index.source["kind"] == "dir"
+    assert result.index.source["spec"]["metadata"] == {"name": "test"}
 
 
 def test_the_cli_prints_the_digest_or_one_error_line(
@@ -348,7 +347,7 @@ def _files_under(root: Path) -> dict[str, bytes]:
 def test_every_image_carries_the_pod_contracts_folders_and_the_built_in_extension(
     twice: tuple[build.BuildResult, build.BuildResult],
 ) -> None:
-    entries = {e.path: e for e in twice[0].manifest.entries}
+    entries = {e.path: e for e in twice[0].index.entries}
     for folder in (
         "stable-diffusion-webui/config_states",
         "stable-diffusion-webui/extensions-builtin",
@@ -373,7 +372,7 @@ def test_a_tree_copy_of_the_extension_is_replaced_by_the_builders(tmp_path: Path
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_text("print('stale')\n")
     result = _build(tmp_path / "out", from_dir=tree, pack=False)
-    paths = {e.path for e in result.manifest.entries}
+    paths = {e.path for e in result.index.entries}
     assert f"{layout.BUILTIN_EXTENSION_DIR}/scripts/old.py" not in paths
     assert {f"{layout.BUILTIN_EXTENSION_DIR}/{r}" for r in _files_under(extension_dir())} <= paths
     assert stale.exists(), "the user's tree is not modified"
@@ -392,7 +391,7 @@ def test_a_hugging_face_repo_becomes_a_hub_cache_with_verified_blobs(tmp_path: P
     repo_entry = f"{{repo: openai/clip-vit-large-patch14, revision: '{revision}', files: [{listed}]}}"
     spec_path = _spec(tmp_path, f"[]\nhuggingface:\n- {repo_entry}\n")
     result = _build(tmp_path / "out", from_dir=tree, spec_path=spec_path, pack=False)
-    entries = {e.path: e for e in result.manifest.entries}
+    entries = {e.path: e for e in result.index.entries}
     repo = "huggingface/hub/models--openai--clip-vit-large-patch14"
     assert entries[f"{repo}/refs/main"].sha256 == hashlib.sha256(revision.encode()).hexdigest()
     assert entries["huggingface/hub/version.txt"].sha256 == hashlib.sha256(b"1").hexdigest()

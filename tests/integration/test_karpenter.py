@@ -21,6 +21,8 @@ import yaml
 from kubernetes import client
 
 from sdworker.api import constants
+from sdworker_agent import nodepatch
+from sdworker_agent.plan import NodePatch
 from sdworker_tools.cluster import LocalCluster
 from sdworker_tools.computesim import ComputeSim, SimConfig
 from sdworker_tools.karpenter import INSTANCE_LABEL_NODECLAIM, NODEPOOL_LABEL, Karpenter
@@ -64,21 +66,10 @@ def has_startup_taint(node: client.V1Node) -> bool:
 
 
 def remove_startup_taint(core: client.CoreV1Api, name: str) -> bool:
-    """As the agent does (daemonset/sdworker_agent/agent.py): a JSON patch guarded by the
+    """What the agent sends (``sdworker_agent.nodepatch.json_patch``): a JSON patch guarded by the
     resourceVersion, so taints Karpenter or the node controller change meanwhile are not lost."""
-    node = core.read_node(name)
-    taints = [
-        core.api_client.sanitize_for_serialization(t)
-        for t in node.spec.taints or []
-        if t.key != constants.STARTUP_TAINT_KEY
-    ]
-    core.patch_node(
-        name,
-        [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": node.metadata.resource_version},
-            {"op": "replace", "path": "/spec/taints", "value": taints},
-        ],
-    )
+    node = core.api_client.sanitize_for_serialization(core.read_node(name))
+    core.patch_node(name, nodepatch.json_patch(node, NodePatch(remove_taint=True)))
     return True
 
 

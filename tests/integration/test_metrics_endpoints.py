@@ -50,6 +50,7 @@ OPERATOR_METRICS = {
     "sdworker_orphans_deleted": "counter",
     "sdworker_reconcile_errors": "counter",
     "sdworker_runtimedisks": "gauge",
+    "sdworker_leader": "gauge",
 }
 
 

@@ -289,7 +289,7 @@ def test_agent_cannot_create_runtimedisks_read_secrets_or_touch_other_objects(
     must = [
         Access("list", "runtimedisks", g),
         Access("watch", "runtimedisks", g),
-        Access("patch", "runtimedisks", g, subresource="status"),
+        Access("update", "runtimedisks", g, subresource="status"),
         Access("get", "nodes"),
         Access("patch", "nodes"),
         Access("create", "events", namespace="default"),

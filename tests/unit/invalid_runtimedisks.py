@@ -136,6 +136,9 @@ INVALID_RUNTIMEDISKS: tuple[Case, ...] = (
     Case("device-name-path", set_("spec.deviceName", "../../sda"), "spec.deviceName", _MATCH),
     Case("device-name-boot-slash", set_("spec.deviceName", "persistent-disk-0/x"), "spec.deviceName", _MATCH),
     Case("device-name-too-long", set_("spec.deviceName", "d" * 64), "spec.deviceName", _TOO_LONG),
+    # A pattern's '$' is the end of the text (Go), not also "before a final newline" (Python's re).
+    Case("device-name-trailing-newline", set_("spec.deviceName", "sdw-x\n"), "spec.deviceName", _MATCH),
+    Case("node-name-trailing-newline", set_("spec.nodeName", NODE + "\n"), "spec.nodeName", _MATCH),
     Case("disk-type-unknown", set_("spec.diskType", "floppy"), "spec.diskType", "Unsupported value"),
     Case("mode-unknown", set_("spec.mode", "Shared"), "spec.mode", "Unsupported value"),
     Case(

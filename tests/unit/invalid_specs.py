@@ -148,6 +148,12 @@ INVALID_SPECS: tuple[Case, ...] = (
         "should match",
     ),
     Case(
+        "runtime-image-trailing-newline",
+        set_("spec.runtime.image", "projects/sdworker-demo/global/images/sd-runtime\n"),
+        "spec.runtime.image",
+        "should match",
+    ),
+    Case(
         "runtime-image-family-no-name",
         set_("spec.runtime.image", "projects/sdworker-demo/global/images/family/"),
         "spec.runtime.image",

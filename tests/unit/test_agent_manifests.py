@@ -77,7 +77,7 @@ def test_rbac_is_the_least_the_agent_needs() -> None:
     ]
     assert rules == [
         ((c.GROUP,), (c.RUNTIMEDISK_PLURAL,), ("get", "list", "watch", "patch")),
-        ((c.GROUP,), (f"{c.RUNTIMEDISK_PLURAL}/status",), ("patch",)),
+        ((c.GROUP,), (f"{c.RUNTIMEDISK_PLURAL}/status",), ("update",)),
         (("",), ("nodes",), ("get", "patch")),
     ]
     events = one("rbac.yaml", "Role")

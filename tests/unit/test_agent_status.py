@@ -1,4 +1,7 @@
-"""What the agent writes: status transitions, failure messages (expected vs found), node views, paths."""
+"""What the agent writes to a RuntimeDisk: status transitions, failure messages (expected vs found); paths.
+
+The Node side (views and patches) is tabled in ``test_agent_nodepatch.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from sdworker import manifest
 from sdworker.api import constants as c
 from sdworker.api.types import ConditionStatus, Phase, RuntimeDiskStatus
-from sdworker_agent.agent import Config, json_pointer, node_view, verify_failure, with_phase
+from sdworker_agent.bringup import verify_failure, with_phase
+from sdworker_agent.config import Config
+from sdworker_agent.kubeio import Stop
+from sdworker_content.index import INDEX_PATH, ContentIndex
+from sdworker_content.verify import VerifyMode, verify
+from sdworker_content.walk import scan
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GOOD = "sha256:" + "a" * 64
@@ -34,18 +41,35 @@ def test_a_phase_change_sets_the_ready_condition_and_keeps_its_transition_time_w
     assert ready.conditions[0].last_transition_time == T0 + timedelta(seconds=9)
 
 
+@pytest.mark.parametrize(
+    ("current", "new"),
+    [
+        (Phase.DETACHING, Phase.FAILED),  # the operator began the teardown meanwhile
+        (Phase.DELETING, Phase.FAILED),
+        (Phase.PENDING, Phase.MOUNTING),  # not attached yet
+        (Phase.ATTACHED, Phase.READY),  # never Ready without Mounting first
+        (Phase.MOUNTING, Phase.ATTACHED),  # the operator's phase
+    ],
+)
+def test_the_agent_sets_only_its_own_phases_and_only_where_they_may_follow(
+    current: Phase, new: Phase
+) -> None:
+    with pytest.raises(Stop, match=f"{new}"):
+        with_phase(RuntimeDiskStatus(phase=current), new, "R", "m", T0)
+
+
 def test_verification_failures_say_what_was_expected_and_what_was_found(tmp_path: Path) -> None:
-    missing = verify_failure(manifest.verify(tmp_path, GOOD), "/dev/sdb")
+    missing = verify_failure(verify(tmp_path, GOOD), "/dev/sdb")
     assert missing.reason == "ManifestInvalid"
     assert f"expected a runtime manifest digesting to {GOOD}, found: .sdworker/manifest.json: missing" in (
         missing.message
     )
 
     (tmp_path / "model").write_bytes(b"weights")
-    runtime = manifest.Manifest(entries=manifest.scan(tmp_path))
+    runtime = ContentIndex(entries=scan(tmp_path))
     (tmp_path / ".sdworker").mkdir()
-    (tmp_path / manifest.MANIFEST_PATH).write_text(runtime.to_json())
-    mismatch = verify_failure(manifest.verify(tmp_path, OTHER), "/dev/sdb")
+    (tmp_path / INDEX_PATH).write_text(runtime.to_json())
+    mismatch = verify_failure(verify(tmp_path, OTHER), "/dev/sdb")
     assert mismatch.reason == "DigestMismatch"
     assert mismatch.message == (
         f"expected manifest digest {OTHER} (spec.imageDigest), "
@@ -53,31 +77,9 @@ def test_verification_failures_say_what_was_expected_and_what_was_found(tmp_path
     )
 
     (tmp_path / "model").write_bytes(b"weights, truncated?")
-    tree = verify_failure(manifest.verify(tmp_path, runtime.digest, manifest.VerifyMode.STAT), "/dev/sdb")
+    tree = verify_failure(verify(tmp_path, runtime.digest, VerifyMode.STAT), "/dev/sdb")
     assert tree.reason == "RuntimeMismatch"
     assert "model: size expected 7, found 19" in tree.message
-
-
-def test_the_node_view_is_the_taint_and_the_runtime_labels_only() -> None:
-    node = {
-        "metadata": {"name": "n1", "labels": {"a": "b", f"{c.RUNTIME_READY_LABEL_PREFIX}x": "ready"}},
-        "spec": {"taints": [{"key": c.STARTUP_TAINT_KEY, "effect": "NoSchedule"}, {"key": "other"}]},
-    }
-    view = node_view(node)
-    assert (view.name, view.tainted, dict(view.runtime_labels)) == (
-        "n1",
-        True,
-        {f"{c.RUNTIME_READY_LABEL_PREFIX}x": "ready"},
-    )
-    assert not node_view({"metadata": {"name": "n2"}, "spec": {}}).tainted
-
-
-@pytest.mark.parametrize(
-    ("key", "pointer"),
-    [("sdworker.dev/runtime.x", "sdworker.dev~1runtime.x"), ("a~b/c", "a~0b~1c"), ("plain", "plain")],
-)
-def test_label_keys_become_json_pointer_segments(key: str, pointer: str) -> None:
-    assert json_pointer(key) == pointer
 
 
 @pytest.mark.parametrize(

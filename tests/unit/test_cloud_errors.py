@@ -22,6 +22,13 @@ from sdworker.cloud.errors import Retry, classify_http, classify_operation
         ),
         (400, ["resourceNotReady"], "The resource is not ready", "CloudBusy", Retry.SOON),
         (
+            400,
+            ["resourceNotReady"],
+            "The resource 'projects/p/global/images/sd-runtime-1' is not ready",
+            "ImageNotReady",
+            Retry.SOON,
+        ),
+        (
             412,
             ["conditionNotMet"],
             "Labels fingerprint either invalid or resource labels have changed",

@@ -17,6 +17,7 @@ from sdworker_tools.computesim.links import Links
 PROJECT, ZONE = "p", "us-central1-a"
 PARAMS = {"project": PROJECT, "zone": ZONE}
 BASE = f"/compute/v1/projects/{PROJECT}/zones/{ZONE}"
+PD_TYPES = ("pd-standard", "pd-balanced", "pd-ssd")
 
 
 @pytest.fixture
@@ -138,27 +139,26 @@ def test_read_write_many_hyperdisk_takes_several_writers(engine: Engine) -> None
     attach(engine, "vm1", "hb", "READ_WRITE")
 
 
-@pytest.mark.parametrize("disk_type", ["pd-standard", "pd-balanced", "pd-ssd"])
-def test_persistent_disk_shares_read_only_without_a_mode(engine: Engine, disk_type: str) -> None:
+@pytest.mark.parametrize(
+    ("disk_type", "granted", "refused"),
+    [
+        # Persistent Disk shares read-only without an access mode ...
+        *[
+            pytest.param(t, ("READ_ONLY", "READ_ONLY"), "READ_WRITE", id=f"{t}-read-only-many")
+            for t in PD_TYPES
+        ],
+        # ... its read-write attachment is one instance's only ...
+        pytest.param("pd-balanced", ("READ_WRITE",), "READ_ONLY", id="pd-read-write-single"),
+        # ... and Extreme PD is not shared at all.
+        pytest.param("pd-extreme", ("READ_ONLY",), "READ_ONLY", id="pd-extreme-not-shared"),
+    ],
+)
+def test_persistent_disk_sharing(
+    engine: Engine, disk_type: str, granted: tuple[str, ...], refused: str
+) -> None:
     insert(engine, "pd", disk_type)
-    attach(engine, "vm0", "pd", "READ_ONLY")
-    attach(engine, "vm1", "pd", "READ_ONLY")
+    for i, mode in enumerate(granted):
+        attach(engine, f"vm{i}", "pd", mode)
     with pytest.raises(ApiError) as exc:
-        attach(engine, "vm2", "pd", "READ_WRITE")
-    assert exc.value.reason == "resourceInUseByAnotherResource"
-
-
-def test_persistent_disk_read_write_is_one_instance_only(engine: Engine) -> None:
-    insert(engine, "pd", "pd-balanced")
-    attach(engine, "vm0", "pd", "READ_WRITE")
-    with pytest.raises(ApiError) as exc:
-        attach(engine, "vm1", "pd", "READ_ONLY")
-    assert exc.value.reason == "resourceInUseByAnotherResource"
-
-
-def test_extreme_pd_is_not_shared_read_only(engine: Engine) -> None:
-    insert(engine, "pdx", "pd-extreme")
-    attach(engine, "vm0", "pdx", "READ_ONLY")
-    with pytest.raises(ApiError) as exc:
-        attach(engine, "vm1", "pdx", "READ_ONLY")
+        attach(engine, f"vm{len(granted)}", "pd", refused)
     assert exc.value.reason == "resourceInUseByAnotherResource"

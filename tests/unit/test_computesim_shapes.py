@@ -11,7 +11,7 @@ from sdworker_tools.computesim.config import FaultRule, SimConfig
 from sdworker_tools.computesim.errors import ApiError, OperationFailure
 from sdworker_tools.computesim.latency import PROFILES, profile
 from sdworker_tools.computesim.links import Ref, parse_image, parse_zonal
-from sdworker_tools.computesim.server import route
+from sdworker_tools.computesim.routes import route
 
 
 @pytest.mark.parametrize(

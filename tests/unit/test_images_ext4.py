@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sdworker.manifest import Entry
+from sdworker_content.index import Entry
 from sdworker_images import ext4, proc, tree
 from sdworker_images.progress import Progress
 
@@ -64,7 +64,7 @@ def test_uuids_and_label_come_from_the_digest() -> None:
     assert len(ext4.label_for(DIGEST)) <= 16
 
 
-def test_inode_count_covers_every_entry_and_the_manifest() -> None:
+def test_inode_count_covers_every_entry_and_the_content_index() -> None:
     entries = _files(100, 1)
     assert ext4.inode_count(entries) >= len(entries) + 2 + 11
 
@@ -110,7 +110,7 @@ def test_normalising_only_what_differs_gives_the_same_image(tmp_path: Path) -> N
     stage = tmp_path / "stage"
     stage.mkdir()
     tree.stage(tree.scan(source), stage, fixed_time=FIXED)
-    (stage / "late.json").write_text("{}")  # written after staging, like the manifest: times are "now"
+    (stage / "late.json").write_text("{}")  # written after staging, like the content index: times are "now"
     if os.geteuid() == 0:
         os.chown(stage / "pkg" / "m3.py", 1000, 1000, follow_symlinks=False)  # an owner to set back to 0
     every_field = _image(stage, tmp_path / "a" / "disk.raw", tree=None)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from sdworker.manifest import HashProgress, Interpreter
+from sdworker_content import walk as content_walk
+from sdworker_content.index import Interpreter
+from sdworker_content.walk import HashProgress
 from sdworker_images import pyc, tree
 from sdworker_images.errors import BuildError
 from sdworker_images.spec import PythonSpec
@@ -142,6 +144,23 @@ def test_names_debugfs_cannot_handle_are_refused(tmp_path: Path, name: str, mess
     (tmp_path / name).write_text("x")
     with pytest.raises(BuildError, match=message):
         tree.scan(tmp_path)
+
+
+def test_the_builder_and_the_verifier_walk_the_same_tree_in_path_order(tmp_path: Path) -> None:
+    # One walker (sdworker_content.walk) for both: the builder's items are exactly what the content index
+    # lists, in path order ("a-b" before "a/b", which a depth-first walk visits the other way round).
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a-b").write_text("x")
+    (tmp_path / "a" / "b" / "f").write_text("y")
+    os.symlink("a-b", tmp_path / "link")
+    (tmp_path / "lost+found").mkdir()
+    items = tree.scan(tmp_path)
+    assert [i.path for i in items] == ["a", "a-b", "a/b", "a/b/f", "link"]
+    indexed = {e.path: e for e in content_walk.scan(tmp_path)}
+    assert [(i.path, i.type, i.size, i.executable, i.target) for i in items] == [
+        (e.path, e.type, e.size, e.executable, e.target) for e in (indexed[i.path] for i in items)
+    ]
+    assert len(indexed) == len(items)
 
 
 def test_special_files_are_refused(tmp_path: Path) -> None:

@@ -154,3 +154,33 @@ def test_child_name_is_a_service_name(name: str) -> None:
 )
 def test_child_name_keeps_valid_names(name: str, unchanged: bool) -> None:
     assert (naming.child_name(name) == name) is unchanged
+
+
+LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+# The longest node name Kubernetes allows: a DNS subdomain of 253 characters (labels of at most 63).
+LONG_NODE = ".".join(["a" * 63, "b" * 63, "c" * 63, "gpu-" + "d" * 57])
+
+
+def test_long_node_name_is_253_characters() -> None:
+    assert len(LONG_NODE) == 253
+    assert SUBDOMAIN.fullmatch(LONG_NODE)
+
+
+@given(NODES)
+def test_node_label_value_is_a_valid_label_value(node: str) -> None:
+    value = naming.node_label_value(node)
+    assert len(value) <= 63
+    assert LABEL_VALUE.fullmatch(value), value
+    assert naming.node_label_value(node) == value
+
+
+def test_node_label_value_keeps_short_names_and_hashes_long_ones() -> None:
+    assert naming.node_label_value("gke-pool-1-abc12") == "gke-pool-1-abc12"
+    assert naming.node_label_value("n" * 63) == "n" * 63
+    value = naming.node_label_value(LONG_NODE)
+    assert len(value) == 63
+    assert value.startswith("a" * 40)
+    assert value.endswith("-" + naming.short_hash(LONG_NODE))
+    # Two long names that share their first 200 characters still get two values.
+    other = LONG_NODE[:-1] + "e"
+    assert naming.node_label_value(other) != value

@@ -367,3 +367,61 @@ def test_conditions_parse_leniently() -> None:
     parsed = parse_conditions(raw)
     assert [(cond.type, cond.status) for cond in parsed] == [("Ready", ConditionStatus.TRUE)]
     assert parse_conditions(None) == ()
+
+
+def _error_paths(manifest: dict[str, Any]) -> set[str]:
+    with pytest.raises(SpecError) as caught:
+        parse_sdworker(manifest)
+    return {e.path for e in caught.value.errors}
+
+
+def test_a_blocking_error_stops_the_cel_rules_as_in_the_api_server() -> None:
+    """apiextensions-apiserver (customresource/strategy.go, hasBlockingErr) skips CEL after a wrong type,
+    a missing field, an enum or a size violation, and runs it after a bound or pattern violation."""
+    shared_pool = valid_sdworker()
+    shared_pool["spec"]["runtime"].update(mode="SharedReadOnly", warmPool={"size": 2})
+    wrong_type = valid_sdworker()
+    wrong_type["spec"] = {**shared_pool["spec"], "replicas": "two"}
+    assert _error_paths(wrong_type) == {"spec.replicas"}
+    out_of_bounds = valid_sdworker()
+    out_of_bounds["spec"] = {**shared_pool["spec"], "replicas": -1}
+    assert _error_paths(out_of_bounds) == {"spec.replicas", "spec.runtime.warmPool.size"}
+
+
+def test_null_fields_read_as_absent_and_take_the_crd_default() -> None:
+    manifest = valid_sdworker()
+    manifest["spec"]["replicas"] = None
+    manifest["spec"]["webui"]["port"] = None
+    manifest["spec"]["runtime"]["warmPool"] = None
+    spec = parse_sdworker(manifest).spec
+    assert (spec.replicas, spec.webui.port, spec.runtime.warm_pool) == (1, 7860, WarmPool(0))
+    manifest["spec"]["nodeSelector"] = {"pool": None}
+    with pytest.raises(SpecError) as caught:
+        parse_sdworker(manifest)
+    assert [str(e) for e in caught.value.errors] == [
+        'spec.nodeSelector[pool]: must be of type string: "null"'
+    ]
+
+
+def test_a_pattern_end_is_the_end_of_the_text_as_in_go() -> None:
+    """Python's ``$`` also matches before a final newline; Go's, which the API server uses, does not."""
+    manifest = valid_sdworker()
+    manifest["spec"]["runtime"]["prefetch"] = []
+    manifest["spec"]["webui"]["authSecretRef"] = {"name": "webui-auth\n"}
+    assert _error_paths(manifest) == {"spec.webui.authSecretRef.name"}
+
+
+def test_runtimedisk_conditions_stay_lenient() -> None:
+    raw = _runtimedisk(
+        phase="Ready",
+        conditions=[{"type": "Ready", "status": "Maybe"}, {"status": "True"}, "garbage"],
+    )
+    assert parse_runtimedisk(raw).status.conditions == ()
+
+
+def test_runtimedisk_timings_must_be_rfc3339() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_runtimedisk(_runtimedisk(timings={"mounted": "2025-01-01T00:00:00"}))
+    assert [str(e) for e in caught.value.errors] == [
+        'status.timings.mounted: must be of type date-time: "2025-01-01T00:00:00"'
+    ]

@@ -18,7 +18,7 @@ from tests.unit.invalid_runtimedisks import (
     mutated,
     produced_runtimedisk,
 )
-from tests.unit.test_crds import RUNTIMEDISK, at, rules
+from tests.unit.test_crds import RUNTIMEDISK, rules
 
 
 @pytest.mark.parametrize("case", INVALID_RUNTIMEDISKS, ids=[case.id for case in INVALID_RUNTIMEDISKS])
@@ -55,25 +55,6 @@ def test_corpus_is_large_and_ids_unique() -> None:
     } <= fields
 
 
-@pytest.mark.parametrize(
-    ("field", "limit", "pattern"),
-    [
-        ("spec.nodeName", c.NODE_NAME_MAX_LENGTH, c.DNS1123_SUBDOMAIN_PATTERN),
-        ("spec.zone", c.GCE_NAME_MAX_LENGTH, c.GCE_ZONE_PATTERN),
-        ("spec.instance", c.GCE_NAME_MAX_LENGTH, c.DNS1035_LABEL_PATTERN),
-        ("spec.project", c.PROJECT_MAX_LENGTH, c.GCE_PROJECT_PATTERN),
-        ("spec.image", c.IMAGE_MAX_LENGTH, c.RUNTIME_IMAGE_PATTERN),
-        ("spec.imageDigest", c.DIGEST_MAX_LENGTH, c.IMAGE_DIGEST_PATTERN),
-        ("spec.runtimeId", c.RUNTIME_ID_MAX_LENGTH, c.DNS1035_LABEL_PATTERN),
-        ("spec.diskName", c.GCE_NAME_MAX_LENGTH, c.DNS1035_LABEL_PATTERN),
-        ("spec.deviceName", c.GCE_NAME_MAX_LENGTH, c.DNS1035_LABEL_PATTERN),
-        ("spec.mountPath", c.MOUNT_PATH_MAX_LENGTH, c.MOUNT_PATH_PATTERN),
-    ],
-)
-def test_runtimedisk_crd_agrees_with_constants(field: str, limit: int, pattern: str) -> None:
-    assert (at(RUNTIMEDISK, field)["maxLength"], at(RUNTIMEDISK, field)["pattern"]) == (limit, pattern)
-
-
 def test_runtimedisk_cel_rules_carry_the_parsers_messages() -> None:
     by_message = {" ".join(rule["message"].split()): rule["rule"] for rule in rules(RUNTIMEDISK)}
     for message in (
@@ -87,5 +68,3 @@ def test_runtimedisk_cel_rules_carry_the_parsers_messages() -> None:
     assert f"'{c.MOUNT_ROOT}/' + self.spec.runtimeId" in by_message[c.RUNTIMEDISK_MESSAGE_MOUNT_PATH]
     for disk_type in c.SHARED_READ_ONLY_DISK_TYPES:
         assert f"'{disk_type}'" in by_message[c.MESSAGE_SHARED_DISK_TYPE]
-    assert at(RUNTIMEDISK, "spec.prefetch")["maxItems"] == c.PREFETCH_MAX_ITEMS
-    assert at(RUNTIMEDISK, "spec.prefetch.[]")["maxLength"] == c.PREFETCH_MAX_LENGTH

@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from sdworker import status_view
+from sdworker.api.types import Phase, ResolvedImage, RolloutStatus
+from sdworker.domain import rollout
+from sdworker.domain import status as st
+from sdworker.domain.status import DeploymentObservation
 from sdworker.status_view import render, render_svg, summarize, table, timeline
+from tests.unit.test_status import NOW, disk
 
 
 def rd(node: str, phase: str, **timings: Any) -> dict[str, Any]:
@@ -93,8 +98,9 @@ def test_summary_sorts_by_node_and_is_json() -> None:
 def test_render_tables() -> None:
     text = render(summarize([SDW], [READY, ATTACHING]))
     lines = text.splitlines()
-    assert lines[0].split() == ["SDWORKER", "REPLICAS", "READY", "NODES", "R/P/F", "RUNTIME", "CONDITIONS"]
-    assert lines[1].split()[:5] == ["default/sd-webui", "2", "1/2", "1/1/0", "rt1"]
+    headers = ["SDWORKER", "REPLICAS", "READY", "NODES", "R/P/F", "RUNTIME", "ROLLOUT", "CONDITIONS"]
+    assert lines[0].split() == headers
+    assert lines[1].split()[:6] == ["default/sd-webui", "2", "1/2", "1/1/0", "rt1", "-"]
     assert "!Ready(ReplicasNotReady)" in lines[1]
     assert "RuntimeAvailable(RuntimeReady)" in lines[1]
     row = next(line for line in lines if line.startswith("gpu-1"))
@@ -165,3 +171,81 @@ def test_offsets_before_the_node_registered_are_negative_not_plus_minus(
 ) -> None:
     """A disk made for a NodeClaim is ready before its node registers: "-13.1s", never "+-13.1s"."""
     assert status_view._secs(value, plus=plus) == shown
+
+
+# --- a runtime rollout in progress: status.rollout as the operator's status producer writes it ----------
+
+
+def rolling_sdworker(*, paused: bool, updated: int) -> dict[str, Any]:
+    """An SDWorker rolling from sd-1 to sd-2, its status made by ``domain.rollout`` and ``domain.status``
+    as the controller makes it (``Controller._reconcile_sdworker``); RuntimeDisk phases are observations."""
+    served = st.served_runtime(ResolvedImage("projects/p/global/images/sd-1", "sha256:a"), None)
+    assert served is not None
+    target = rollout.target_runtime(
+        st.served_runtime(ResolvedImage("projects/p/global/images/sd-2", "sha256:b"), None),
+        served=served,
+        recorded_target=None,
+        pinned=False,
+    )
+    assert target is not None
+    decision = rollout.decide(
+        served=served,
+        target=target,
+        observed=rollout.Observed(runtime_id=served.runtime_id, complete=True),
+        target_ready_everywhere=False,
+        other_runtime_pods=2 - updated,
+        paused=paused,
+    )
+    assert decision.rolling
+    on_target = [disk("n1", Phase.READY), disk("n2", Phase.READY), disk("n3", Phase.ATTACHING)]
+    on_served = [disk(n, Phase.READY) for n in ("n1", "n2", "n3")]
+    status = st.aggregate_status(
+        name="sd-webui",
+        generation=4,
+        desired_replicas=2,
+        deployment=DeploymentObservation(replicas=2, ready_replicas=2, updated_replicas=2),
+        disks=on_served,
+        matching_nodes=3,
+        runtime=decision.served,
+        previous=(),
+        now=NOW,
+        rollout=RolloutStatus(
+            target=decision.target,
+            paused=decision.paused,
+            target_nodes=st.count_nodes(on_target),
+            served_nodes=st.count_nodes(on_served),
+            updated_replicas=updated,
+        ),
+    )
+    return {
+        "metadata": {"namespace": "default", "name": "sd-webui"},
+        "spec": {"replicas": 2, "runtime": {"image": "projects/p/global/images/family/sd"}},
+        "status": status.to_dict(),
+    }
+
+
+def test_a_rollout_shows_in_json_and_table() -> None:
+    body = rolling_sdworker(paused=False, updated=1)
+    target_id = body["status"]["rollout"]["target"]["runtimeId"]
+    model = json.loads(json.dumps(summarize([body], [])))
+    assert model["sdworkers"][0]["rollout"] == {
+        "target": {"image": "projects/p/global/images/sd-2", "digest": "sha256:b", "runtimeId": target_id},
+        "paused": False,
+        "targetNodes": {"ready": 2, "provisioning": 1, "failed": 0},
+        "servedNodes": {"ready": 3, "provisioning": 0, "failed": 0},
+        "updatedReplicas": 1,
+    }
+    lines = render(model).splitlines()
+    column = lines[0].index("ROLLOUT")
+    assert lines[1][column:].startswith(f"to {target_id} nodes 2/1/0 replicas 1/2 ")
+    assert "(paused)" not in lines[1]
+    # The served runtime stays what the SDWorker serves until the rollout is done.
+    assert model["sdworkers"][0]["runtime"]["runtimeId"] != target_id
+
+
+def test_a_paused_rollout_says_so_and_a_steady_sdworker_has_none() -> None:
+    model = summarize([rolling_sdworker(paused=True, updated=0)], [])
+    assert model["sdworkers"][0]["rollout"]["paused"] is True
+    assert "replicas 0/2 (paused)" in render(model).splitlines()[1]
+    steady = summarize([SDW], [])
+    assert steady["sdworkers"][0]["rollout"] is None

@@ -459,6 +459,18 @@ class LocalCluster:
             describe=cm.log_tail,
         )
 
+    def restart_apiserver(self, while_down: Callable[[], object] | None = None) -> None:
+        """Stop kube-apiserver and start it again on the same etcd, port and certificates (a control-plane
+        upgrade or crash); ``while_down`` runs in between. Every client must re-establish its watches."""
+        (old,) = [p for p in self._procs if p.name == "kube-apiserver"]
+        at = self._procs.index(old)
+        old.stop()
+        self._procs.remove(old)
+        if while_down is not None:
+            while_down()
+        self._start_apiserver()
+        self._procs.insert(at, self._procs.pop())  # stop() keeps the reverse start order
+
 
 class ComponentDied(Abort):
     def __init__(self, proc: procs.Process) -> None:

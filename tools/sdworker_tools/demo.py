@@ -169,6 +169,7 @@ class Demo:
                 cluster_name=CLUSTER_NAME,
                 boot_s=self.boot_s,
                 consolidate_after="0s" if self.latency == "fast" else None,
+                gpu_limit=max(self.nodes, 8),  # the rig's NodePool allows 8 GPUs: room for every replica
             ).start()
             pool = next(d for d in self.karpenter.config if d["kind"] == "NodePool")
             say(

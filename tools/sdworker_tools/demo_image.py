@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sdworker import manifest as runtime_manifest
+from sdworker_content.index import INDEX_NAME, ContentIndex
 from sdworker_images.webui_extension import extension_dir
 from sdworker_tools import procs, standin_runtime
 from sdworker_tools.computesim import ComputeSim
@@ -46,9 +46,11 @@ def _sources(root: Path) -> list[Path]:
 
 
 def tree_hash(tree: Path) -> str:
-    """A short content hash of ``tree`` and of the builder's sources (a new builder rebuilds)."""
-    builder = REPO / "images" / "sdworker_images"
-    lines = [*_file_lines(tree, list(tree.rglob("*"))), *_file_lines(builder, _sources(builder))]
+    """A short content hash of ``tree`` and of the builder's sources, the content index's included (a new
+    builder or index format rebuilds)."""
+    lines = [*_file_lines(tree, list(tree.rglob("*")))]
+    for sources in (REPO / "images" / "sdworker_images", REPO / "content" / "sdworker_content"):
+        lines += _file_lines(sources, _sources(sources))
     return hashlib.sha256(b"".join(lines)).hexdigest()[:16]
 
 
@@ -79,7 +81,7 @@ def build_image(tree: Path, *, log: Callable[[str], None] = print) -> tuple[Path
     """The build directory (``sdworker image build --out``) and its content digest, built once per tree
     content and builder version."""
     out = standin_runtime.cache_root() / "demo-runtime" / tree_hash(tree)
-    manifest_file = out / runtime_manifest.MANIFEST_NAME
+    manifest_file = out / INDEX_NAME
     if not all((out / f).is_file() for f in ("disk.raw", "image.tar.gz", "build.json", manifest_file.name)):
         log(f"[image] building the runtime disk image from {tree} (cached in {out})")
         shutil.rmtree(out, ignore_errors=True)
@@ -87,7 +89,7 @@ def build_image(tree: Path, *, log: Callable[[str], None] = print) -> tuple[Path
         procs.run([*argv, "--quiet"], env=env_with(REPO / "images"), timeout=900)
     else:
         log(f"[image] runtime disk image cached: {out}")
-    digest = runtime_manifest.Manifest.from_json(manifest_file.read_bytes()).digest
+    digest = ContentIndex.from_json(manifest_file.read_bytes()).digest
     return out, digest
 
 

@@ -6,10 +6,11 @@ kubeconfig), so callers can SIGKILL and restart it; liveness is awaited on its `
 
 from __future__ import annotations
 
+import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sdworker_tools import procs
@@ -18,7 +19,9 @@ from sdworker_tools.wait import Abort, wait_for
 
 
 class OperatorProcess:
-    """Restartable ``sdworker run``; without ``extra_args`` it runs with ``--cloud=none``."""
+    """Restartable ``sdworker run``; without ``extra_args`` it runs with ``--cloud=none``. ``env`` is added to
+    this process's environment (e.g. ``POD_ID``, the replica's kopf peering identity, as a pod's Downward API
+    gives it)."""
 
     def __init__(
         self,
@@ -27,11 +30,13 @@ class OperatorProcess:
         extra_args: Sequence[str] | None = None,
         *,
         verbose: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.extra_args = list(extra_args) if extra_args is not None else ["--cloud=none"]
         self.logdir = logdir
         self.verbose = verbose
+        self.env = dict(env or {})
         self.proc: procs.Process | None = None
         self.starts = 0
         self.metrics_port = 0
@@ -66,6 +71,7 @@ class OperatorProcess:
                 *self.extra_args,
             ],
             self.log_path,
+            env={**os.environ, **self.env} if self.env else None,
         )
 
         def healthy() -> bool:

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Generate the chart's copies of files owned elsewhere: the CRDs and the Grafana dashboard.
+"""Generate the copies of files owned elsewhere: the chart's CRDs and dashboard, the operator's schemas.
 
-Helm reads only files inside the chart, so these are copies, generated and checked:
+Helm reads only files inside the chart, and the operator runs from a wheel that holds no ``crds/``, so
+these are copies, generated and checked:
 - ``crds/``: the repository's ``crds/`` (the single source of truth) with a header, plus kopf's
   ClusterKopfPeering CRD that multi-replica peering needs. Helm installs a chart's crds/ before the
   templates and never deletes them on uninstall (deleting a CRD deletes every SDWorker).
 - ``dashboards/sdworker.json``: the operator's dashboard, ``operator/sdworker/dashboards/sdworker.json``.
+- ``operator/sdworker/api/schemas/<crd>.json``: each CRD's ``openAPIV3Schema`` as JSON, package data the
+  operator and the agent validate objects with (``sdworker.api.schema``): structure from one source.
 
     python charts/sdworker/scripts/generate.py          # write
     python charts/sdworker/scripts/generate.py --check  # exit 1 and name the files that drifted
@@ -16,8 +19,11 @@ tests/unit/test_chart_crds.py runs the check, so a change without a regenerate f
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+
+import yaml
 
 CHART = Path(__file__).resolve().parents[1]
 REPO = CHART.parents[1]
@@ -25,8 +31,10 @@ SOURCE = REPO / "crds"
 TARGET = CHART / "crds"
 DASHBOARD_SOURCE = REPO / "operator" / "sdworker" / "dashboards" / "sdworker.json"
 DASHBOARD = CHART / "dashboards" / "sdworker.json"
+SCHEMAS = REPO / "operator" / "sdworker" / "api" / "schemas"
 
-HEADER = "# Generated from crds/{name} by charts/sdworker/scripts/generate.py. Do not edit.\n"
+GENERATOR = "charts/sdworker/scripts/generate.py"
+HEADER = f"# Generated from crds/{{name}} by {GENERATOR}. Do not edit.\n"
 
 # kopf's peering resource (kopf.dev/v1), cluster-scoped because the operator runs clusterwide: with
 # `--peering NAME` the replicas keep their heartbeats in the status of the ClusterKopfPeering NAME.
@@ -62,14 +70,39 @@ def expected() -> dict[str, str]:
     return files
 
 
+def expected_schemas() -> dict[str, str]:
+    """File name -> content of every file operator/sdworker/api/schemas/ must hold."""
+    files = {}
+    for path in sorted(SOURCE.glob("*.yaml")):
+        (version,) = yaml.safe_load(path.read_text())["spec"]["versions"]
+        doc = {
+            "$comment": f"Generated from crds/{path.name} by {GENERATOR}. Do not edit.",
+            "openAPIV3Schema": version["schema"]["openAPIV3Schema"],
+        }
+        files[f"{path.stem}.json"] = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    return files
+
+
+def _generated() -> list[tuple[Path, dict[str, str], str]]:
+    """(folder, file name -> content, glob of the files it holds) of each folder generated whole."""
+    return [(TARGET, expected(), "*.yaml"), (SCHEMAS, expected_schemas(), "*.json")]
+
+
 def drift() -> list[str]:
-    """Chart-relative paths of generated files that are missing, different or extra."""
-    want = expected()
-    have = {p.name: p.read_text() for p in TARGET.glob("*.yaml")} if TARGET.is_dir() else {}
-    changed = [f"crds/{n}" for n in sorted(want.keys() | have.keys()) if want.get(n) != have.get(n)]
+    """Repository-relative paths of generated files that are missing, different or extra."""
+    changed = []
+    for folder, want, pattern in _generated():
+        have = {p.name: p.read_text() for p in folder.glob(pattern)} if folder.is_dir() else {}
+        changed += [
+            _shown(folder / n) for n in sorted(want.keys() | have.keys()) if want.get(n) != have.get(n)
+        ]
     if not DASHBOARD.is_file() or DASHBOARD.read_text() != DASHBOARD_SOURCE.read_text():
-        changed.append("dashboards/sdworker.json")
+        changed.append(_shown(DASHBOARD))
     return changed
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,17 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         changed = drift()
         for name in changed:
-            print(f"charts/sdworker/{name} is out of date with its source", file=sys.stderr)
+            print(f"{name} is out of date with its source", file=sys.stderr)
         if changed:
             print("run: python charts/sdworker/scripts/generate.py", file=sys.stderr)
         return 1 if changed else 0
-    TARGET.mkdir(exist_ok=True)
-    want = expected()
-    for stale in TARGET.glob("*.yaml"):
-        if stale.name not in want:
-            stale.unlink()
-    for name, text in want.items():
-        (TARGET / name).write_text(text)
+    for folder, want, pattern in _generated():
+        folder.mkdir(exist_ok=True)
+        for stale in folder.glob(pattern):
+            if stale.name not in want:
+                stale.unlink()
+        for name, text in want.items():
+            (folder / name).write_text(text)
     DASHBOARD.parent.mkdir(exist_ok=True)
     DASHBOARD.write_text(DASHBOARD_SOURCE.read_text())
     return 0

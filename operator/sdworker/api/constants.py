@@ -1,8 +1,10 @@
-"""The fixed vocabulary of the sdworker API: group, kinds, finalizers, taints, labels and validation limits.
+"""The fixed vocabulary of the sdworker API: group, kinds, finalizers, taints, labels, the CEL rules' words.
 
-It exists so that the operator, the node agent, the parser and the tests agree on every string and bound by
-importing them from one place. The CRD YAML files under ``crds/`` repeat the patterns and limits below
-(Kubernetes reads YAML, not Python); a unit test compares the two so they cannot drift apart.
+It exists so that the operator, the node agent, the parser and the tests agree on every string by importing
+them from one place. Structure (types, bounds, patterns, enums) is not repeated here: the parsers read it
+from the CRD schema itself (``sdworker.api.schema``). What is here is what Python code needs by name: the
+CRD's defaults (for building typed objects; a unit test compares them with the CRD), and the operands and
+messages of the CEL rules, which the parsers write out by hand (a unit test finds each message in the CRD).
 """
 
 from __future__ import annotations
@@ -60,81 +62,35 @@ GPU_RESOURCE: Final = "nvidia.com/gpu"
 AUTH_KEY_GRADIO: Final = layout.AUTH_KEY_GRADIO
 AUTH_KEY_API: Final = layout.AUTH_KEY_API
 
-# --- validation limits and patterns (mirrored in crds/sdworker.dev_sdworkers.yaml) ---
+# --- the CRDs' defaults (crds/; a unit test compares them) and the CEL rules' operands ---
 
-REPLICAS_MIN: Final = 0
-REPLICAS_MAX: Final = 1000
 DEFAULT_REPLICAS: Final = 1
-
-# No runtime image is smaller than this; a smaller disk cannot be created from it.
+# No runtime image is smaller than this; a smaller disk cannot be created from it (CEL on diskSizeGb).
 DISK_SIZE_MIN_GB: Final = 10
-DISK_SIZE_MAX_GB: Final = 65536
 DEFAULT_DISK_SIZE_GB: Final = 50
-
-WARM_POOL_MAX: Final = 20
-PREFETCH_MAX_ITEMS: Final = 64
-PREFETCH_MAX_LENGTH: Final = 1024
-ARGS_MAX_ITEMS: Final = 64
-ARG_MAX_LENGTH: Final = 1024
-IMAGE_MAX_LENGTH: Final = 256
-BASE_IMAGE_MAX_LENGTH: Final = 512
-MODEL_MAX_LENGTH: Final = 255
-PORT_MIN: Final = 1024
-PORT_MAX: Final = 65535
 DEFAULT_PORT: Final = 7860
 DEFAULT_MODEL: Final = "v1-5-pruned-emaonly.safetensors"
-NODE_SELECTOR_MAX_PROPERTIES: Final = 32
-TOLERATIONS_MAX_ITEMS: Final = 32
-RESOURCE_MAP_MAX_PROPERTIES: Final = 16
-SECRET_NAME_MAX_LENGTH: Final = 253
+# metadata.name of an SDWorker (CEL on the object): a DNS-1035 label.
 NAME_MAX_LENGTH: Final = 63
 
 DISK_TYPES: Final = ("pd-balanced", "pd-ssd", "hyperdisk-balanced", "hyperdisk-ml")
 DEFAULT_DISK_TYPE: Final = "pd-balanced"
 MODES: Final = ("PerNode", "SharedReadOnly")
 DEFAULT_MODE: Final = "PerNode"
-TOLERATION_OPERATORS: Final = ("Exists", "Equal")
-TAINT_EFFECTS: Final = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
-RUNTIME_IMAGE_PATTERN: Final = (
-    r"^projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/global/images/(family/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
-)
-# A container image reference: optional registry host[:port]/, lower-case path components, optional tag and
-# digest (the grammar of github.com/distribution/reference, without its ambiguity rules).
-BASE_IMAGE_PATTERN: Final = (
-    r"^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?"
-    r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
-    r"(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(@[a-zA-Z][a-zA-Z0-9]*([-_+.][a-zA-Z][a-zA-Z0-9]*)*:[0-9a-fA-F]{32,})?$"
-)
 MODEL_PATTERN: Final = r"^[^/]+[.](safetensors|ckpt)$"
 DNS1123_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS1035_LABEL_PATTERN: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-LABEL_VALUE_PATTERN: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-# The Kubernetes quantity grammar, as in core/v1 ResourceRequirements.
-QUANTITY_PATTERN: Final = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"  # the number
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"  # the suffix
-)
 
 # Flags the operator sets itself; a user copy would fight them (ports, paths) or undo the fast start.
 OWNED_FLAGS: Final = (
     "--port",
     "--listen",
     "--data-dir",
-    "--ckpt-dir",
     "--ckpt",
-    "--skip-prepare-environment",
-    "--skip-install",
-    "--skip-torch-cuda-test",
-    "--skip-python-version-check",
-    "--skip-version-check",
-    "--no-download-sd-model",
-    "--no-hashing",
-    # The runtime's read-only model folders (sdworker.runtime_layout.MODEL_DIR_FLAGS).
-    "--lora-dir",
-    "--vae-dir",
-    "--embeddings-dir",
-    "--hypernetwork-dir",
+    # The runtime's read-only model folders (--ckpt-dir, --lora-dir, ...) and the fast-start flags.
+    *(flag for flag, _ in layout.MODEL_DIR_FLAGS),
+    *layout.FAST_START_FLAGS,
 )
 # Flags that carry credentials: they would land in the pod spec, readable by anyone who can get pods.
 CREDENTIAL_FLAGS: Final = ("--gradio-auth", "--gradio-auth-path", "--api-auth")
@@ -204,20 +160,7 @@ MESSAGE_SHARED_DISK_TYPE: Final = (
     "(pd-balanced, pd-ssd or hyperdisk-ml): hyperdisk-balanced cannot be attached read-only"
 )
 
-# --- RuntimeDisk spec fields the privileged node agent acts on ---
-# (mirrored in crds/sdworker.dev_runtimedisks.yaml; a unit test compares them)
-RUNTIME_ID_MAX_LENGTH: Final = 40
-NODE_NAME_MAX_LENGTH: Final = 253
-GCE_NAME_MAX_LENGTH: Final = 63
-PROJECT_MAX_LENGTH: Final = 100
-DIGEST_MAX_LENGTH: Final = 71
-MOUNT_PATH_MAX_LENGTH: Final = len(MOUNT_ROOT) + 1 + RUNTIME_ID_MAX_LENGTH
-# As in a node's providerID gce://PROJECT/ZONE/INSTANCE (sdworker.domain.placement).
-GCE_ZONE_PATTERN: Final = r"^[a-z]+-[a-z]+[0-9]+-[a-z]$"
-GCE_PROJECT_PATTERN: Final = r"^[a-z][-a-z0-9.:]{4,61}[a-z0-9]$"
-# Empty when the image carries no digest (no cloud): the agent then refuses to call the runtime verified.
-IMAGE_DIGEST_PATTERN: Final = r"^(sha256:[0-9a-f]{64})?$"
-MOUNT_PATH_PATTERN: Final = f"^{MOUNT_ROOT}/[a-z]([-a-z0-9]*[a-z0-9])?$"
+# --- the CEL rule on a RuntimeDisk's mountPath, which the privileged node agent mounts at ---
 RUNTIMEDISK_MESSAGE_MOUNT_PATH: Final = (
     "mountPath must be /mnt/sdworker/<runtimeId>: the node agent mounts a runtime there and nowhere else"
 )

@@ -1,6 +1,6 @@
 """Deterministic names for everything sdworker creates, shared by the operator and the node agent.
 
-Both sides must derive the same RuntimeDisk name, GCE disk name, device name, mount path and node label from
+Both sides must derive the same RuntimeDisk name, GCE disk name, device name, mount path and node labels from
 the same inputs without talking to each other, so the functions live here, pure and dependency-free (the agent
 imports this module). Every function returns a name that is valid for the place it is used, for any input:
 long or odd inputs are shortened and made unique with a hash of the original, never rejected.
@@ -18,12 +18,16 @@ RUNTIME_ID_MAX: Final = 40
 RFC1035_MAX: Final = 63
 SUBDOMAIN_MAX: Final = 253
 POOL_INDEX_LIMIT: Final = 1_000_000
+LABEL_VALUE_MAX: Final = 63
 
 RFC1035_RE: Final = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+# A Kubernetes label value (empty, or alphanumerics with - _ . inside), at most 63 characters.
+LABEL_VALUE_RE: Final = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 SUBDOMAIN_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 _HASH_LEN: Final = 8
 _INVALID_CHARS: Final = re.compile(r"[^a-z0-9-]+")
+_INVALID_LABEL_CHARS: Final = re.compile(r"[^-A-Za-z0-9_.]+")
 _DASHES: Final = re.compile(r"-{2,}")
 
 
@@ -106,6 +110,22 @@ def mount_path(runtime: str, root: str = MOUNT_ROOT) -> str:
         # A '/' or '..' here would point a read-write mount or a hostPath outside the mount root.
         raise ValueError(f"runtime id {runtime!r} is not an RFC 1035 label")
     return f"{root.rstrip('/')}/{runtime}"
+
+
+def node_label_value(node: str) -> str:
+    """The ``sdworker.dev/node`` label value of a node's RuntimeDisks, valid for any node name.
+
+    A label value holds at most 63 characters while a node name may have 253, so a longer name becomes its
+    first characters and a hash of the whole name (deterministic, so the operator that labels and the agent
+    that selects agree). The label only narrows the agent's watch; ``spec.nodeName`` keeps the full name, and
+    the agent and the admission policy compare that one exactly.
+    """
+    if len(node) <= LABEL_VALUE_MAX and LABEL_VALUE_RE.fullmatch(node):
+        return node
+    tail = short_hash(node)
+    head = _INVALID_LABEL_CHARS.sub("-", node)[: LABEL_VALUE_MAX - len(tail) - 1]
+    head = head.lstrip("-_.").rstrip("-_.")
+    return f"{head}-{tail}" if head else tail
 
 
 def runtime_ready_label(runtime: str) -> str:

@@ -56,6 +56,10 @@ TABLE: tuple[_Rule, ...] = (
     # GCE reports a full per-resource queue as 403 rateLimitExceeded too; tell the two apart.
     _Rule("CloudBusy", Retry.SOON, message_contains="Too many pending operations"),
     _Rule("CloudRateLimited", Retry.SOON, error_reasons=("rateLimitExceeded", "userRateLimitExceeded")),
+    # An image not READY yet (just created, or still being copied): its name is in the message.
+    _Rule(
+        "ImageNotReady", Retry.SOON, error_reasons=("resourceNotReady",), message_contains="/global/images/"
+    ),
     _Rule("CloudBusy", Retry.SOON, error_reasons=("resourceNotReady",)),
     _Rule("CloudBusy", Retry.SOON, operation_codes=("RESOURCE_NOT_READY",)),
     _Rule("LabelFingerprintMismatch", Retry.SOON, statuses=(412,)),

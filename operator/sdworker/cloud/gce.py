@@ -15,9 +15,12 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import google.api_core.exceptions as gexc
+import google.auth
+import google.auth.exceptions
 import requests
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
@@ -26,8 +29,9 @@ from google.cloud import compute_v1
 from sdworker import image_meta
 from sdworker.api.types import ResolvedImage
 from sdworker.cloud.errors import CloudError, Retry, classify_http, classify_operation
-from sdworker.cloud.provider import Disk, DiskRequest, image_matches
+from sdworker.cloud.provider import AttachRequest, Disk, DiskRequest, image_matches
 from sdworker.cloud.ratelimit import KeyedLocks, TokenBucket
+from sdworker.workqueue import backoff
 
 T = TypeVar("T")
 _REQUEST_NS = uuid.UUID("6a1d5f0e-2f0b-4d0e-9a53-5d3c8a1f7b21")
@@ -91,6 +95,27 @@ def access_mode(disk_type: str, *, read_only_many: bool) -> str | None:
     return "READ_ONLY_MANY"
 
 
+async def adc_project() -> str | None:
+    """The project of the Application Default Credentials (Workload Identity: the cluster's project);
+    None where ADC names none or there are no credentials to ask."""
+    try:
+        _, project = await asyncio.to_thread(google.auth.default)
+    except google.auth.exceptions.DefaultCredentialsError:
+        return None
+    return str(project) if project else None
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One zone mutation on behalf of one caller's idempotency key: its request ids and retries are keyed
+    by (key, action), so a replayed call is recognised and a retried one is new."""
+
+    key: str
+    action: str
+    project: str
+    zone: str
+
+
 class GceCloud:
     def __init__(
         self,
@@ -116,31 +141,31 @@ class GceCloud:
         self._observer = observer
         self._attempts: dict[str, int] = {}
 
-    def _rid(self, key: str, action: str) -> str:
-        return request_id(key, action, self._attempts.get(f"{key}/{action}", 0))
+    def _rid(self, at: Mutation) -> str:
+        return request_id(at.key, at.action, self._attempts.get(f"{at.key}/{at.action}", 0))
 
-    def _next_attempt(self, key: str, action: str) -> None:
-        """The next try of ``action`` is a new request, not a replay of the last one."""
-        ident = f"{key}/{action}"
+    def _next_attempt(self, at: Mutation) -> None:
+        """The next try of ``at`` is a new request, not a replay of the last one."""
+        ident = f"{at.key}/{at.action}"
         self._attempts[ident] = self._attempts.get(ident, 0) + 1
 
     async def _mutate(
         self,
-        project: str,
-        zone: str,
-        key: str,
-        action: str,
+        at: Mutation,
         method: str,
         fn: Callable[..., Any],
-        request: Any,
+        request_type: Callable[..., Any],
+        **fields: Any,
     ) -> None:
-        """Issue a zone mutation with its request id and wait for it; a failed operation moves the
-        attempt on, so the caller's retry is a new request rather than a replay of the failure."""
+        """Issue a zone mutation (``request_type(project=, zone=, request_id=, **fields)``) with this
+        attempt's request id and wait for it; a failed operation moves the attempt on, so the caller's retry
+        is a new request rather than a replay of the failure."""
+        request = request_type(project=at.project, zone=at.zone, request_id=self._rid(at), **fields)
         op = await self._call(method, fn, write=True, request=request)
         try:
-            await self._wait(project, zone, op)
+            await self._wait(at.project, at.zone, op)
         except CloudError:
-            self._next_attempt(key, action)
+            self._next_attempt(at)
             raise
 
     async def close(self) -> None:
@@ -251,22 +276,15 @@ class GceCloud:
         )
         if (mode := access_mode(request.disk_type, read_only_many=request.read_only_many)) is not None:
             resource.access_mode = mode
-        action = f"insert/{request.name}"
+        at = Mutation(idempotency_key, f"insert/{request.name}", p, z)
         for last_try in (False, True):
             try:
                 await self._mutate(
-                    p,
-                    z,
-                    idempotency_key,
-                    action,
+                    at,
                     "disks.insert",
                     self._disks.insert_unary,
-                    compute_v1.InsertDiskRequest(
-                        project=p,
-                        zone=z,
-                        disk_resource=resource,
-                        request_id=self._rid(idempotency_key, action),
-                    ),
+                    compute_v1.InsertDiskRequest,
+                    disk_resource=resource,
                 )
             except CloudError as err:
                 if err.status != 409:  # 409: someone (our earlier self) created it: verify below
@@ -279,12 +297,12 @@ class GceCloud:
                 # GCE remembers a request id for an hour, also after its disk was deleted: a disk name
                 # used again (a zone's shared disk after a sweep, a pool index) got the old, DONE insert
                 # back and nothing was created. Once more, as a new request.
-                self._next_attempt(idempotency_key, action)
+                self._next_attempt(at)
         raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
 
     async def _wait_disk_ready(self, project: str, zone: str, name: str) -> Disk:
         deadline = time.monotonic() + self.operation_timeout
-        delay = 0.2
+        polls = 0
         while True:
             disk = await self.get_disk(project, zone, name)
             if disk is None:
@@ -293,8 +311,8 @@ class GceCloud:
                 return disk
             if disk.status == "FAILED" or time.monotonic() > deadline:
                 raise CloudError("DiskNotReady", Retry.SOON, f"disk {name} is {disk.status}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            polls += 1
+            await asyncio.sleep(backoff(polls, base=0.2, cap=5.0))
 
     async def ensure_deleted(self, project: str, zone: str, name: str, *, idempotency_key: str) -> None:
         async with self.locks.hold([f"disk/{project}/{zone}/{name}"]):
@@ -305,29 +323,22 @@ class GceCloud:
                 raise CloudError(
                     "ResourceInUse", Retry.SOON, f"disk {name} is attached to {', '.join(disk.users)}"
                 )
-            action = f"delete/{name}"
+            at = Mutation(idempotency_key, f"delete/{name}", project, zone)
             for _ in range(2):
                 await _unless_absent(
                     self._mutate(
-                        project,
-                        zone,
-                        idempotency_key,
-                        action,
+                        at,
                         "disks.delete",
                         self._disks.delete_unary,
-                        compute_v1.DeleteDiskRequest(
-                            project=project,
-                            zone=zone,
-                            disk=name,
-                            request_id=self._rid(idempotency_key, action),
-                        ),
+                        compute_v1.DeleteDiskRequest,
+                        disk=name,
                     )
                 )
                 if await self.get_disk(project, zone, name) is None:
                     return
                 # The answer was the replay of an earlier delete (of an earlier disk of this name, within
                 # GCE's hour of request-id memory): this disk is untouched. Once more, as a new request.
-                self._next_attempt(idempotency_key, action)
+                self._next_attempt(at)
             raise CloudError("DiskNotDeleted", Retry.SOON, f"disk {name} still exists after its delete")
 
     async def list_disks(self, project: str, zone: str, labels: Mapping[str, str]) -> list[Disk]:
@@ -385,18 +396,9 @@ class GceCloud:
     async def instance_exists(self, project: str, zone: str, instance: str) -> bool:
         return await self._instance(project, zone, instance) is not None
 
-    async def ensure_attached(
-        self,
-        project: str,
-        zone: str,
-        instance: str,
-        disk: str,
-        *,
-        device_name: str,
-        read_only: bool,
-        auto_delete: bool,
-        idempotency_key: str,
-    ) -> None:
+    async def ensure_attached(self, request: AttachRequest, *, idempotency_key: str) -> None:
+        project, zone, instance, disk = request.project, request.zone, request.instance, request.disk
+        device_name, read_only = request.device_name, request.read_only
         keys = [f"instance/{project}/{zone}/{instance}"]
         if not read_only:
             # One writer per disk: two read-write attaches must not race. Read-only attaches of a shared
@@ -417,25 +419,18 @@ class GceCloud:
                         f"device {device_name} on {instance} is {_last(attached.source)}, not {disk}",
                     )
             mode = "READ_ONLY" if read_only else "READ_WRITE"
-            action = f"attach/{instance}/{disk}"
+            at = Mutation(idempotency_key, f"attach/{instance}/{disk}", project, zone)
             await self._mutate(
-                project,
-                zone,
-                idempotency_key,
-                action,
+                at,
                 "instances.attachDisk",
                 self._instances.attach_disk_unary,
-                compute_v1.AttachDiskInstanceRequest(
-                    project=project,
-                    zone=zone,
-                    instance=instance,
-                    attached_disk_resource=compute_v1.AttachedDisk(
-                        source=f"projects/{project}/zones/{zone}/disks/{disk}",
-                        device_name=device_name,
-                        mode=mode,
-                        auto_delete=auto_delete,
-                    ),
-                    request_id=self._rid(idempotency_key, action),
+                compute_v1.AttachDiskInstanceRequest,
+                instance=instance,
+                attached_disk_resource=compute_v1.AttachedDisk(
+                    source=f"projects/{project}/zones/{zone}/disks/{disk}",
+                    device_name=device_name,
+                    mode=mode,
+                    auto_delete=request.auto_delete,
                 ),
             )
             found = await self._instance(project, zone, instance)
@@ -451,21 +446,14 @@ class GceCloud:
             found = await self._instance(project, zone, instance)
             if found is None or not any(a.device_name == device_name for a in found.disks):
                 return
-            action = f"detach/{instance}/{device_name}"
+            at = Mutation(idempotency_key, f"detach/{instance}/{device_name}", project, zone)
             await _unless_absent(
                 self._mutate(
-                    project,
-                    zone,
-                    idempotency_key,
-                    action,
+                    at,
                     "instances.detachDisk",
                     self._instances.detach_disk_unary,
-                    compute_v1.DetachDiskInstanceRequest(
-                        project=project,
-                        zone=zone,
-                        instance=instance,
-                        device_name=device_name,
-                        request_id=self._rid(idempotency_key, action),
-                    ),
+                    compute_v1.DetachDiskInstanceRequest,
+                    instance=instance,
+                    device_name=device_name,
                 )
             )

@@ -36,6 +36,17 @@ class DiskRequest:
 
 
 @dataclass(frozen=True)
+class AttachRequest:
+    project: str
+    zone: str
+    instance: str
+    disk: str
+    device_name: str  # /dev/disk/by-id/google-<device_name> on the node
+    read_only: bool
+    auto_delete: bool  # the disk dies with the VM
+
+
+@dataclass(frozen=True)
 class Disk:
     project: str
     zone: str
@@ -60,18 +71,7 @@ class CloudProvider(Protocol):
 
     async def ensure_disk(self, request: DiskRequest, *, idempotency_key: str) -> Disk: ...
 
-    async def ensure_attached(
-        self,
-        project: str,
-        zone: str,
-        instance: str,
-        disk: str,
-        *,
-        device_name: str,
-        read_only: bool,
-        auto_delete: bool,
-        idempotency_key: str,
-    ) -> None: ...
+    async def ensure_attached(self, request: AttachRequest, *, idempotency_key: str) -> None: ...
 
     async def ensure_detached(
         self, project: str, zone: str, instance: str, device_name: str, *, idempotency_key: str

@@ -213,7 +213,7 @@ def runtimedisk_manifest(name: str, node_name: str, node_uid: str, spec: Mapping
             "name": name,
             "labels": {
                 c.LABEL_APP_MANAGED_BY: c.MANAGED_BY,
-                c.LABEL_NODE: spec["nodeName"],
+                c.LABEL_NODE: naming.node_label_value(spec["nodeName"]),  # for selection only
                 c.LABEL_RUNTIME_ID: spec["runtimeId"],
             },
             "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid}],

@@ -32,24 +32,6 @@ COMMAND: Final = (layout.in_pod(layout.VENV_PYTHON), layout.in_pod(layout.LAUNCH
 # webui.sh cds into webui's own directory, and gradio serves the UI's `file=` scripts and styles only under
 # its working directory (or --gradio-allowed-path); the base image's WORKDIR is /home/sd.
 WORKING_DIR: Final = layout.in_pod(layout.WEBUI_DIR)
-# What each does in webui v1.10.1 (launch.py, modules/launch_utils.py, initialize.py, sd_models.py):
-FAST_START_FLAGS: Final = (
-    # launch.py skips prepare_environment(): no pip installs, git clones, extension install.py, or the
-    # Python-version and CUDA checks; everything it would fetch is already on the runtime disk.
-    "--skip-prepare-environment",
-    # run_pip() returns at once: a guard for extensions that call launch.run_pip() at run time.
-    "--skip-install",
-    # No-ops under --skip-prepare-environment (only prepare_environment() reads them); kept so that a
-    # debugging start without it still skips the checks.
-    "--skip-torch-cuda-test",
-    "--skip-python-version-check",
-    # initialize.check_versions(): no torch/xformers version check at start.
-    "--skip-version-check",
-    # sd_models.list_models(): never download SD 1.5 when the checkpoint is missing (fail instead).
-    "--no-download-sd-model",
-    # No sha256 of the multi-GB checkpoint at load (the agent verified the disk already).
-    "--no-hashing",
-)
 PING_PATH: Final = layout.PING_PATH
 READY_PATH: Final = layout.READY_PATH
 # Read by owner and group only; the kubelet makes the files' group the pod's fsGroup (the container user).
@@ -143,7 +125,7 @@ def _metadata(namespace: str, name: str, uid: str) -> dict[str, Any]:
 
 def webui_args(webui: WebUISpec) -> list[str]:
     """The arguments after ``launch.py``: the operator's flags first, the user's last."""
-    args = [*FAST_START_FLAGS, "--data-dir", DATA_DIR]
+    args = [*layout.FAST_START_FLAGS, "--data-dir", DATA_DIR]
     # With --data-dir /data, webui would look for models under /data/models (empty): name the runtime's.
     for flag, folder in layout.MODEL_DIR_FLAGS:
         args += [flag, layout.in_pod(folder)]

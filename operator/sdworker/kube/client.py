@@ -51,6 +51,7 @@ KINDS: Mapping[str, Kind] = {
         Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", namespaced=True),
         Kind("sdworker.dev/v1alpha1", "SDWorker", "sdworkers", namespaced=True),
         Kind("sdworker.dev/v1alpha1", "RuntimeDisk", "runtimedisks", namespaced=False),
+        Kind("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False),
     )
 }
 
@@ -260,6 +261,14 @@ class Kube:
             self.path(kind, name, namespace, sub),
             body=patch,
             content_type="application/json-patch+json" if json_patch else "application/merge-patch+json",
+        )
+
+    async def replace_status(self, obj: Mapping[str, Any]) -> Json:
+        """Replace ``obj``'s status subresource; its metadata.resourceVersion makes it a compare-and-set
+        (409 Conflict when the object changed since it was read). ``kube.status.update_status`` uses it."""
+        meta = obj["metadata"]
+        return await self.request(
+            "PUT", self.path(obj["kind"], meta["name"], meta.get("namespace"), "status"), body=dict(obj)
         )
 
     async def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:

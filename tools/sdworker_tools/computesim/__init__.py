@@ -20,8 +20,13 @@ Start it in-process::
 
 or as a process: ``python -m sdworker_tools.computesim --port 0 --latency-profile realistic``
 (prints its URL). Admin API: ``GET /_sim/inventory``, ``/_sim/operations``, ``/_sim/requests``,
-``/_sim/config``; ``POST /_sim/config``, ``/_sim/faults``, ``/_sim/images``, ``/_sim/instances``;
-``DELETE /_sim/faults``.
+``/_sim/config``; ``POST /_sim/config``, ``/_sim/faults``, ``/_sim/images``, ``/_sim/instances``,
+``/_sim/images/hold`` and ``/_sim/images/release`` (an image not ready, in some zones or everywhere,
+until released: ``disks.insert`` from it answers 400 ``resourceNotReady``); ``DELETE /_sim/faults``.
+
+Layout: ``core`` (the call pipeline and operations) over ``state``; one module of handlers per
+resource (``images``, ``disks``, ``instances``, ``zones`` with operations), ``admin`` for what tests
+do from outside the API, ``engine`` putting them together, ``routes`` and ``server`` for HTTP.
 
 Latency profiles (see ``latency``): ``fast`` for tests (10-50 ms per operation), ``realistic``
 (disk from image ~6 s, +20 s + 2 s/GiB for the first disk of an image in a zone, attach/detach

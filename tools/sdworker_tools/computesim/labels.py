@@ -21,6 +21,11 @@ EMPTY_FINGERPRINT = "42WmSpB8rSM="
 MAX_LABELS = 64
 _KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+_KEY_RULE = (
+    "Label keys must start with a lowercase letter and contain only "
+    "lowercase letters, digits, '_' and '-' (at most 63 characters)."
+)
+_VALUE_RULE = "Label values may contain only lowercase letters, digits, '_' and '-' (at most 63 characters)."
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:
@@ -38,24 +43,16 @@ def validate(labels: object, field_name: str = "labels") -> dict[str, str]:
         raise errors.invalid_field(field_name, labels, "Labels must be a map of strings.")
     if len(labels) > MAX_LABELS:
         raise errors.invalid(f"Invalid value for field '{field_name}': too many labels (max {MAX_LABELS}).")
-    out: dict[str, str] = {}
-    for key, value in labels.items():
-        if not isinstance(key, str) or _KEY.fullmatch(key) is None:
-            raise errors.invalid_field(
-                f"{field_name}",
-                key,
-                "Label keys must start with a lowercase letter and contain only "
-                "lowercase letters, digits, '_' and '-' (at most 63 characters).",
-            )
-        if not isinstance(value, str) or _VALUE.fullmatch(value) is None:
-            raise errors.invalid_field(
-                f"{field_name}.{key}",
-                value,
-                "Label values may contain only lowercase letters, digits, "
-                "'_' and '-' (at most 63 characters).",
-            )
-        out[key] = value
-    return out
+    return {
+        _match(key, _KEY, field_name, _KEY_RULE): _match(value, _VALUE, f"{field_name}.{key}", _VALUE_RULE)
+        for key, value in labels.items()
+    }
+
+
+def _match(text: object, pattern: re.Pattern[str], field_name: str, rule: str) -> str:
+    if not isinstance(text, str) or pattern.fullmatch(text) is None:
+        raise errors.invalid_field(field_name, text, rule)
+    return text
 
 
 def check_fingerprint(current: Mapping[str, str], given: object) -> None:

@@ -23,22 +23,23 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-METHODS = (
-    "disks.insert",
-    "disks.delete",
-    "disks.setLabels",
-    "images.insert",
-    "images.delete",
-    "images.deprecate",
-    "images.setLabels",
-    "instances.insert",
-    "instances.delete",
-    "instances.attachDisk",
-    "instances.detachDisk",
-    "instances.setDiskAutoDelete",
-    "instances.setLabels",
-)
+
+def _resource(resource: str, **seconds: tuple[float, float]) -> dict[str, tuple[float, float]]:
+    return {f"{resource}.{verb}": pair for verb, pair in seconds.items()}
+
+
+# Seconds RUNNING per mutating method, (realistic, fast), by resource.
+_RUNNING_S: dict[str, tuple[float, float]] = {
+    **_resource("disks", insert=(6.0, 0.04), delete=(4.0, 0.02), setLabels=(1.0, 0.01)),
+    **_resource(
+        "images", insert=(60.0, 0.05), delete=(5.0, 0.01), deprecate=(1.0, 0.01), setLabels=(1.0, 0.01)
+    ),
+    **_resource("instances", insert=(10.0, 0.02), delete=(20.0, 0.03), setLabels=(1.0, 0.01)),
+    **_resource("instances", attachDisk=(3.0, 0.03), detachDisk=(3.0, 0.03), setDiskAutoDelete=(1.0, 0.01)),
+}
+METHODS = tuple(_RUNNING_S)
 
 
 @dataclass(frozen=True)
@@ -76,24 +77,17 @@ class LatencyProfile:
         return replace(self, overrides={**self.overrides, **overrides})
 
 
+def _timed(name: str, column: int, **knobs: Any) -> LatencyProfile:
+    """A profile whose operations take ``_RUNNING_S``'s ``column``."""
+    return replace(
+        LatencyProfile(name, {method: pair[column] for method, pair in _RUNNING_S.items()}), **knobs
+    )
+
+
 PROFILES: dict[str, LatencyProfile] = {
-    "realistic": LatencyProfile(
-        name="realistic",
-        operations={
-            "disks.insert": 6.0,
-            "disks.delete": 4.0,
-            "disks.setLabels": 1.0,
-            "images.insert": 60.0,
-            "images.delete": 5.0,
-            "images.deprecate": 1.0,
-            "images.setLabels": 1.0,
-            "instances.insert": 10.0,
-            "instances.delete": 20.0,
-            "instances.attachDisk": 3.0,
-            "instances.detachDisk": 3.0,
-            "instances.setDiskAutoDelete": 1.0,
-            "instances.setLabels": 1.0,
-        },
+    "realistic": _timed(
+        "realistic",
+        0,
         jitter=0.3,
         pending_s=0.2,
         first_in_zone_s=20.0,
@@ -102,28 +96,7 @@ PROFILES: dict[str, LatencyProfile] = {
         call_read_s=0.05,
         call_write_s=0.15,
     ),
-    "fast": LatencyProfile(
-        name="fast",
-        operations={
-            "disks.insert": 0.04,
-            "disks.delete": 0.02,
-            "disks.setLabels": 0.01,
-            "images.insert": 0.05,
-            "images.delete": 0.01,
-            "images.deprecate": 0.01,
-            "images.setLabels": 0.01,
-            "instances.insert": 0.02,
-            "instances.delete": 0.03,
-            "instances.attachDisk": 0.03,
-            "instances.detachDisk": 0.03,
-            "instances.setDiskAutoDelete": 0.01,
-            "instances.setLabels": 0.01,
-        },
-        default_s=0.02,
-        jitter=0.25,
-        pending_s=0.005,
-        first_in_zone_s=0.15,
-    ),
+    "fast": _timed("fast", 1, default_s=0.02, jitter=0.25, pending_s=0.005, first_in_zone_s=0.15),
     "instant": LatencyProfile(name="instant", operations={}, default_s=0.0),
 }
 

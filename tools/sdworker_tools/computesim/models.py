@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 from sdworker_tools.computesim import labels as labelmod
 from sdworker_tools.computesim.errors import OperationFailure
@@ -28,8 +28,20 @@ ZoneKey = tuple[str, str, str]  # (project, zone, name)
 ImageKey = tuple[str, str]  # (project, name)
 
 
+def queue_key(kind: str, key: ZoneKey | ImageKey) -> str:
+    """The name of a resource's operation queue (``disk:project/zone/name``)."""
+    return f"{kind}:{'/'.join(key)}"
+
+
+def _with_optional(out: dict[str, Any], optional: dict[str, Any]) -> dict[str, Any]:
+    """``out`` plus the optional fields that are set: the real API omits empty ones."""
+    out.update((k, v) for k, v in optional.items() if v)
+    return out
+
+
 @dataclass
 class Image:
+    KIND: ClassVar[str] = "image"
     project: str
     name: str
     id: str
@@ -44,40 +56,56 @@ class Image:
     raw_source: str | None = None
     file: Path | None = None
     deprecated: dict[str, str] | None = None
+    # An admin hold (``Engine.hold_image``): not ready in these zones (in every zone, and PENDING, if
+    # empty) until released.
+    hold: frozenset[str] | None = None
 
     @property
     def key(self) -> ImageKey:
         return (self.project, self.name)
+
+    @property
+    def queue_key(self) -> str:
+        return queue_key(self.KIND, self.key)
+
+    @property
+    def zone(self) -> None:
+        return None  # images are global
+
+    def link(self, links: Links) -> str:
+        return links.image(*self.key)
+
+    @property
+    def shown_status(self) -> str:
+        """What the API reports: a READY image held everywhere is still PENDING."""
+        return "PENDING" if self.status == "READY" and self.hold == frozenset() else self.status
+
+    def ready_in(self, zone: str | None) -> bool:
+        """Whether a disk may be created from it (in ``zone``; ``None``: anywhere it is shown READY)."""
+        return self.shown_status == "READY" and (self.hold is None or zone not in self.hold)
 
     def is_deprecated(self) -> bool:
         return self.deprecated is not None and self.deprecated.get("state", "ACTIVE") != "ACTIVE"
 
     def to_json(self, links: Links) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "kind": "compute#image",
-            "id": self.id,
-            "creationTimestamp": timestamp(self.created),
-            "name": self.name,
+            **_resource_json(self, self.shown_status, links),
             "sourceType": "RAW",
-            "status": self.status,
             "archiveSizeBytes": str(self.archive_size_bytes),
             "diskSizeGb": str(self.disk_size_gb),
-            "labelFingerprint": labelmod.fingerprint(self.labels),
-            "selfLink": links.image(self.project, self.name),
             "storageLocations": ["us"],
             "architecture": "X86_64",
         }
-        if self.description:
-            out["description"] = self.description
-        if self.family:
-            out["family"] = self.family
-        if self.labels:
-            out["labels"] = dict(self.labels)
-        if self.raw_source:
-            out["rawDisk"] = {"source": self.raw_source, "containerType": "TAR"}
-        if self.deprecated:
-            out["deprecated"] = dict(self.deprecated)
-        return out
+        return _with_optional(
+            out,
+            {
+                "description": self.description,
+                "family": self.family,
+                "labels": dict(self.labels),
+                "rawDisk": {"source": self.raw_source, "containerType": "TAR"} if self.raw_source else None,
+                "deprecated": dict(self.deprecated or {}),
+            },
+        )
 
 
 @dataclass
@@ -108,12 +136,32 @@ class AttachedDisk:
 
 
 @dataclass
-class Disk:
+class Zonal:
+    """What disks and instances share: identity, the zone, their operation queue and self link."""
+
+    KIND: ClassVar[str]  # the collection's singular: "disk", "instance"
     project: str
     zone: str
     name: str
     id: str
     created: float
+
+    @property
+    def key(self) -> ZoneKey:
+        return (self.project, self.zone, self.name)
+
+    @property
+    def queue_key(self) -> str:
+        return queue_key(self.KIND, self.key)
+
+    def link(self, links: Links) -> str:
+        link: str = getattr(links, self.KIND)(*self.key)
+        return link
+
+
+@dataclass
+class Disk(Zonal):
+    KIND: ClassVar[str] = "disk"
     size_gb: int
     type_name: str
     status: str = "CREATING"
@@ -127,59 +175,38 @@ class Disk:
     last_attach: float | None = None
     last_detach: float | None = None
 
-    @property
-    def key(self) -> ZoneKey:
-        return (self.project, self.zone, self.name)
-
     def to_json(self, links: Links) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "kind": "compute#disk",
-            "id": self.id,
-            "creationTimestamp": timestamp(self.created),
-            "name": self.name,
+            **_resource_json(self, self.status, links),
             "sizeGb": str(self.size_gb),
-            "zone": links.zone(self.project, self.zone),
-            "status": self.status,
-            "selfLink": links.disk(*self.key),
             "type": links.disk_type(self.project, self.zone, self.type_name),
-            "labelFingerprint": labelmod.fingerprint(self.labels),
             "physicalBlockSizeBytes": "4096",
         }
-        if self.description:
-            out["description"] = self.description
-        if self.access_mode is not None:
-            out["accessMode"] = self.access_mode
-        if self.labels:
-            out["labels"] = dict(self.labels)
         if self.source_image is not None:
             out["sourceImage"] = links.image(*self.source_image)
             out["sourceImageId"] = self.source_image_id
-        if self.users:
-            out["users"] = [links.instance(*user) for user in self.users]
-        if self.last_attach is not None:
-            out["lastAttachTimestamp"] = timestamp(self.last_attach)
-        if self.last_detach is not None:
-            out["lastDetachTimestamp"] = timestamp(self.last_detach)
-        return out
+        return _with_optional(
+            out,
+            {
+                "description": self.description,
+                "accessMode": self.access_mode,
+                "labels": dict(self.labels),
+                "users": [links.instance(*user) for user in self.users],
+                "lastAttachTimestamp": timestamp(self.last_attach) if self.last_attach is not None else None,
+                "lastDetachTimestamp": timestamp(self.last_detach) if self.last_detach is not None else None,
+            },
+        )
 
 
 @dataclass
-class Instance:
-    project: str
-    zone: str
-    name: str
-    id: str
-    created: float
+class Instance(Zonal):
+    KIND: ClassVar[str] = "instance"
     machine_type: str
     dev_root: Path
     ip: str
     status: str = "PROVISIONING"
     labels: dict[str, str] = field(default_factory=dict)
     disks: list[AttachedDisk] = field(default_factory=list)
-
-    @property
-    def key(self) -> ZoneKey:
-        return (self.project, self.zone, self.name)
 
     def attachment(self, device_name: str, *, include_pending: bool = False) -> AttachedDisk | None:
         for attached in self.disks:
@@ -189,15 +216,8 @@ class Instance:
 
     def to_json(self, links: Links, disk_sizes: dict[ZoneKey, int]) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "kind": "compute#instance",
-            "id": self.id,
-            "creationTimestamp": timestamp(self.created),
-            "name": self.name,
+            **_resource_json(self, self.status, links),
             "machineType": links.machine_type(self.project, self.zone, self.machine_type),
-            "status": self.status,
-            "zone": links.zone(self.project, self.zone),
-            "selfLink": links.instance(*self.key),
-            "labelFingerprint": labelmod.fingerprint(self.labels),
             "networkInterfaces": [
                 {
                     "kind": "compute#networkInterface",
@@ -208,9 +228,33 @@ class Instance:
             ],
             "disks": [d.to_json(links, disk_sizes.get(d.disk, 0)) for d in self.disks if not d.pending],
         }
-        if self.labels:
-            out["labels"] = dict(self.labels)
-        return out
+        return _with_optional(out, {"labels": dict(self.labels)})
+
+
+def _resource_json(resource: Image | Disk | Instance, status: str, links: Links) -> dict[str, Any]:
+    """The fields every labelled resource renders alike (``kind`` from its collection)."""
+    out = {
+        "kind": f"compute#{resource.KIND}",
+        "id": resource.id,
+        "creationTimestamp": timestamp(resource.created),
+        "name": resource.name,
+        "status": status,
+        "selfLink": resource.link(links),
+        "labelFingerprint": labelmod.fingerprint(resource.labels),
+    }
+    if resource.zone is not None:
+        out["zone"] = links.zone(resource.project, resource.zone)
+    return out
+
+
+class Identity(TypedDict):
+    """A new zonal resource's identity: ``Disk(**identity, ...)``."""
+
+    project: str
+    zone: str
+    name: str
+    id: str
+    created: float
 
 
 @dataclass
@@ -262,12 +306,14 @@ class Operation:
             out["selfLink"] = links.zone_operation(self.project, self.zone, self.name)
         else:
             out["selfLink"] = links.global_operation(self.project, self.name)
-        if self.request_id:
-            out["clientOperationId"] = self.request_id
-        if self.started is not None:
-            out["startTime"] = timestamp(self.started)
-        if self.ended is not None:
-            out["endTime"] = timestamp(self.ended)
+        _with_optional(
+            out,
+            {
+                "clientOperationId": self.request_id,
+                "startTime": timestamp(self.started) if self.started is not None else None,
+                "endTime": timestamp(self.ended) if self.ended is not None else None,
+            },
+        )
         if self.failure is not None and self.status == "DONE":
             out.update(self.failure.fields())
         return out

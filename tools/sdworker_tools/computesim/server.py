@@ -3,7 +3,7 @@
 Routes ``/compute/v1/projects/...`` to the engine's API methods, ``/batch/compute/v1`` (gcloud
 sends several requests in one multipart batch when a command names several resources) to the
 same methods, and ``/_sim/...`` to the admin API (inventory, logs, knobs, faults, images and
-instances made at once). Binds 127.0.0.1 only. Each request runs in its own thread (an
+instances made at once, image holds). Binds 127.0.0.1 only. Each request runs in its own thread (an
 operation ``wait`` blocks its caller, not the server); ``stop`` closes kept-alive connections
 too, so no handler thread outlives the simulator.
 
@@ -35,72 +35,12 @@ from sdworker_tools.computesim.config import FaultRule, SimConfig
 from sdworker_tools.computesim.engine import Engine
 from sdworker_tools.computesim.errors import ApiError
 from sdworker_tools.computesim.links import API_PREFIX, Links
+from sdworker_tools.computesim.routes import BATCH_PATH, route
 
 log = logging.getLogger(__name__)
 
 STATE_PREFIX = "sdworker-computesim-"
 _OWNER_FILE = "owner.pid"
-
-_P = r"(?P<project>[^/]+)"
-_Z = r"(?P<zone>[^/]+)"
-_ROUTES: list[tuple[str, str, str]] = [
-    ("GET", rf"projects/{_P}/zones", "zones.list"),
-    ("GET", rf"projects/{_P}/zones/{_Z}", "zones.get"),
-    ("GET", rf"projects/{_P}/global/images", "images.list"),
-    ("POST", rf"projects/{_P}/global/images", "images.insert"),
-    ("GET", rf"projects/{_P}/global/images/family/(?P<family>[^/]+)", "images.getFromFamily"),
-    ("GET", rf"projects/{_P}/global/images/(?P<image>[^/]+)", "images.get"),
-    ("DELETE", rf"projects/{_P}/global/images/(?P<image>[^/]+)", "images.delete"),
-    ("POST", rf"projects/{_P}/global/images/(?P<image>[^/]+)/deprecate", "images.deprecate"),
-    ("POST", rf"projects/{_P}/global/images/(?P<resource>[^/]+)/setLabels", "images.setLabels"),
-    ("GET", rf"projects/{_P}/aggregated/disks", "disks.aggregatedList"),
-    ("GET", rf"projects/{_P}/zones/{_Z}/disks", "disks.list"),
-    ("POST", rf"projects/{_P}/zones/{_Z}/disks", "disks.insert"),
-    ("GET", rf"projects/{_P}/zones/{_Z}/disks/(?P<disk>[^/]+)", "disks.get"),
-    ("DELETE", rf"projects/{_P}/zones/{_Z}/disks/(?P<disk>[^/]+)", "disks.delete"),
-    ("POST", rf"projects/{_P}/zones/{_Z}/disks/(?P<resource>[^/]+)/setLabels", "disks.setLabels"),
-    ("GET", rf"projects/{_P}/aggregated/instances", "instances.aggregatedList"),
-    ("GET", rf"projects/{_P}/zones/{_Z}/instances", "instances.list"),
-    ("POST", rf"projects/{_P}/zones/{_Z}/instances", "instances.insert"),
-    ("GET", rf"projects/{_P}/zones/{_Z}/instances/(?P<instance>[^/]+)", "instances.get"),
-    ("DELETE", rf"projects/{_P}/zones/{_Z}/instances/(?P<instance>[^/]+)", "instances.delete"),
-    ("POST", rf"projects/{_P}/zones/{_Z}/instances/(?P<instance>[^/]+)/attachDisk", "instances.attachDisk"),
-    ("POST", rf"projects/{_P}/zones/{_Z}/instances/(?P<instance>[^/]+)/detachDisk", "instances.detachDisk"),
-    (
-        "POST",
-        rf"projects/{_P}/zones/{_Z}/instances/(?P<instance>[^/]+)/setDiskAutoDelete",
-        "instances.setDiskAutoDelete",
-    ),
-    ("POST", rf"projects/{_P}/zones/{_Z}/instances/(?P<instance>[^/]+)/setLabels", "instances.setLabels"),
-    ("GET", rf"projects/{_P}/zones/{_Z}/operations", "zoneOperations.list"),
-    ("GET", rf"projects/{_P}/zones/{_Z}/operations/(?P<operation>[^/]+)", "zoneOperations.get"),
-    ("POST", rf"projects/{_P}/zones/{_Z}/operations/(?P<operation>[^/]+)/wait", "zoneOperations.wait"),
-    ("GET", rf"projects/{_P}/global/operations", "globalOperations.list"),
-    ("GET", rf"projects/{_P}/global/operations/(?P<operation>[^/]+)", "globalOperations.get"),
-    ("POST", rf"projects/{_P}/global/operations/(?P<operation>[^/]+)/wait", "globalOperations.wait"),
-]
-ROUTES = [(verb, re.compile(pattern + "$"), method) for verb, pattern, method in _ROUTES]
-BATCH_PATH = "/batch/compute/v1"
-
-
-def route(verb: str, path: str) -> tuple[str, dict[str, str]]:
-    """(API method, path parameters) for a request, or a 404/405 ApiError."""
-    if not path.startswith(API_PREFIX):
-        raise errors.not_found(path)
-    rest = path[len(API_PREFIX) :]
-    verbs_seen = False
-    for route_verb, pattern, method in ROUTES:
-        match = pattern.match(rest)
-        if match is None:
-            continue
-        if route_verb != verb:
-            verbs_seen = True
-            continue
-        return method, {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
-    if verbs_seen:
-        raise ApiError(405, "httpMethodNotAllowed", f"HTTP method {verb} is not supported by this URL")
-    raise errors.not_found(rest)
-
 
 Response = tuple[int, dict[str, Any]]
 
@@ -421,6 +361,8 @@ class ComputeSim:
             ("POST", "/_sim/faults"): self._add_faults_from_json,
             ("DELETE", "/_sim/faults"): self._clear_faults_from_json,
             ("POST", "/_sim/images"): self._register_image_from_json,
+            ("POST", "/_sim/images/hold"): self._hold_image_from_json,
+            ("POST", "/_sim/images/release"): self._release_image_from_json,
             ("POST", "/_sim/instances"): self._create_instance_from_json,
         }
         handler = admin.get((verb, path.rstrip("/")))
@@ -466,45 +408,33 @@ class ComputeSim:
             labels=body.get("labels"),
         )
 
+    def _hold_image_from_json(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.hold_image(
+            body["name"], project=body.get("project", "sim-project"), zones=body.get("zones", ())
+        )
+
+    def _release_image_from_json(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.release_image(body["name"], project=body.get("project", "sim-project"))
+
     # -------------------------------------------------------------- the in-process admin API
 
-    def register_image(
-        self,
-        name: str,
-        file: Path | None,
-        *,
-        project: str = "sim-project",
-        family: str | None = None,
-        labels: Mapping[str, str] | None = None,
-        disk_size_gb: int | None = None,
-        description: str = "",
-        deprecated: str | None = None,
-    ) -> dict[str, Any]:
-        """Register an image READY at once from a local ext4 file (or a GCE ``.tar.gz``)."""
-        return self.engine.register_image(
-            project=project,
-            name=name,
-            file=file,
-            family=family,
-            labels=labels,
-            disk_size_gb=disk_size_gb,
-            description=description,
-            deprecated=deprecated,
-        )
+    def register_image(self, name: str, file: Path | None, **options: Any) -> dict[str, Any]:
+        """Register an image READY at once from a local ext4 file (or a GCE ``.tar.gz``); ``options``:
+        project, family, labels, disk_size_gb, description, deprecated (``AdminHandlers.register_image``)."""
+        return self.engine.register_image(name, file, **options)
 
-    def create_instance(
-        self,
-        name: str,
-        *,
-        zone: str,
-        project: str = "sim-project",
-        machine_type: str = "n1-standard-4",
-        labels: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """An instance RUNNING at once, without quota or latency (test set-up)."""
-        return self.engine.create_instance(
-            project=project, zone=zone, name=name, machine_type=machine_type, labels=labels
-        )
+    def create_instance(self, name: str, **options: Any) -> dict[str, Any]:
+        """An instance RUNNING at once, without quota or latency (test set-up); ``options``: zone (required),
+        project, machine_type, labels (``AdminHandlers.create_instance``)."""
+        return self.engine.create_instance(name, **options)
+
+    def hold_image(self, name: str, **options: Any) -> dict[str, Any]:
+        """Keep an image not ready (in ``zones``, or everywhere) until ``release_image``
+        (``AdminHandlers.hold_image``): ``disks.insert`` from it answers 400 ``resourceNotReady``."""
+        return self.engine.hold_image(name, **options)
+
+    def release_image(self, name: str, **options: Any) -> dict[str, Any]:
+        return self.engine.release_image(name, **options)
 
     def dev_root(self, instance: str) -> Path:
         """The instance's ``/dev``: its disks appear under ``disk/by-id/google-<deviceName>``."""

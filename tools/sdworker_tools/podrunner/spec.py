@@ -22,13 +22,14 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sdworker_tools.podrunner.image import BaseImage
 
 Json = dict[str, Any]
 SecretLookup = Callable[[str], Mapping[str, bytes] | None]  # Secret name -> data, None if absent
 ConfigMapLookup = Callable[[str], Mapping[str, str] | None]
+T = TypeVar("T", str, bytes)
 
 
 class ContainerConfigError(Exception):
@@ -110,33 +111,22 @@ VOLUME_FIELD_PATHS: dict[str, Callable[[Json], str]] = {
 }
 
 
-def _secret_value(pod: Json, ref: Json, secrets: SecretLookup) -> str | None:
+def _key_ref_value(
+    pod: Json, ref: Json, lookup: Callable[[str], Mapping[str, T] | None], kind: str
+) -> T | None:
+    """A ``secretKeyRef`` / ``configMapKeyRef`` value, with the kubelet's messages (``kind``: Secret or
+    ConfigMap; kubelet_pods.go ``makeEnvironmentVariables``)."""
     namespace = pod["metadata"]["namespace"]
     name, key, optional = ref.get("name", ""), ref["key"], bool(ref.get("optional", False))
-    data = secrets(name)
+    data = lookup(name)
     if data is None:
         if optional:
             return None
-        raise ContainerConfigError(f'secret "{name}" not found')
+        raise ContainerConfigError(f'{kind.lower()} "{name}" not found')
     if key not in data:
         if optional:
             return None
-        raise ContainerConfigError(f"couldn't find key {key} in Secret {namespace}/{name}")
-    return data[key].decode()
-
-
-def _config_map_value(pod: Json, ref: Json, config_maps: ConfigMapLookup) -> str | None:
-    namespace = pod["metadata"]["namespace"]
-    name, key, optional = ref.get("name", ""), ref["key"], bool(ref.get("optional", False))
-    data = config_maps(name)
-    if data is None:
-        if optional:
-            return None
-        raise ContainerConfigError(f'configmap "{name}" not found')
-    if key not in data:
-        if optional:
-            return None
-        raise ContainerConfigError(f"couldn't find key {key} in ConfigMap {namespace}/{name}")
+        raise ContainerConfigError(f"couldn't find key {key} in {kind} {namespace}/{name}")
     return data[key]
 
 
@@ -182,9 +172,10 @@ def container_env(
         else:
             source = entry["valueFrom"]
             if "secretKeyRef" in source:
-                value = _secret_value(pod, source["secretKeyRef"], secrets)
+                raw = _key_ref_value(pod, source["secretKeyRef"], secrets, "Secret")
+                value = None if raw is None else raw.decode()
             elif "configMapKeyRef" in source:
-                value = _config_map_value(pod, source["configMapKeyRef"], config_maps)
+                value = _key_ref_value(pod, source["configMapKeyRef"], config_maps, "ConfigMap")
             elif "fieldRef" in source:
                 path = source["fieldRef"]["fieldPath"]
                 if path not in FIELD_PATHS:

@@ -1,7 +1,7 @@
-"""``sdworker.manifest``: the digest is canonical, the JSON round-trips, ``verify`` finds every difference.
+"""``sdworker_content``: the digest is canonical, the index round-trips, ``verify`` finds every difference.
 
-The builder and the node agent share this module, so these tests pin the format both depend on: what the
-digest covers (and what it ignores), what a tampered or truncated manifest looks like, and what each
+The builder and the node agent share this package, so these tests pin the format both depend on: what the
+digest covers (and what it ignores), what a tampered or truncated index looks like, and what each
 verification mode does and does not catch.
 """
 
@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from sdworker import manifest
-from sdworker.manifest import Entry, Interpreter, Manifest, VerifyMode
+import sdworker_content
+from sdworker_content import index, walk
+from sdworker_content.index import ContentIndex, Entry, Interpreter
+from sdworker_content.verify import VerifyMode, verify
 
 FILE = Entry("a/b.txt", "file", size=3, sha256="a" * 64, executable=False)
 ENTRIES = (
@@ -28,9 +30,9 @@ ENTRIES = (
 
 
 def test_digest_is_independent_of_entry_order() -> None:
-    assert manifest.content_digest(ENTRIES) == manifest.content_digest(reversed(ENTRIES))
-    assert manifest.content_digest(ENTRIES).startswith("sha256:")
-    assert len(manifest.parse_digest(manifest.content_digest(ENTRIES))) == 64
+    assert index.content_digest(ENTRIES) == index.content_digest(reversed(ENTRIES))
+    assert index.content_digest(ENTRIES).startswith("sha256:")
+    assert len(index.parse_digest(index.content_digest(ENTRIES))) == 64
 
 
 @pytest.mark.parametrize(
@@ -45,8 +47,8 @@ def test_digest_is_independent_of_entry_order() -> None:
     ids=["size", "sha256", "executable", "path", "type"],
 )
 def test_digest_changes_with_every_field(changed: Entry) -> None:
-    before = manifest.content_digest(ENTRIES)
-    after = manifest.content_digest([changed if e == FILE else e for e in ENTRIES])
+    before = index.content_digest(ENTRIES)
+    after = index.content_digest([changed if e == FILE else e for e in ENTRIES])
     assert before != after
 
 
@@ -58,18 +60,18 @@ def test_digest_is_the_sha256_of_the_documented_canonical_form() -> None:
         '{"path":"a/link","target":"b.txt","type":"symlink"},'
         '{"path":"venv/bin/python","target":"/usr/bin/python3.10","type":"symlink"}]'
     )
-    assert manifest.content_digest(ENTRIES) == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    assert index.content_digest(ENTRIES) == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def test_manifest_json_round_trips_and_keeps_one_entry_per_line() -> None:
-    original = Manifest(
+def test_index_json_round_trips_and_keeps_one_entry_per_line() -> None:
+    original = ContentIndex(
         entries=tuple(reversed(ENTRIES)),
         interpreter=Interpreter("/usr/bin/python3.10", "3.10.12"),
         builder={"name": "sdworker-images", "version": "0.1.0"},
         source={"kind": "dir", "spec": None},
     )
     text = original.to_json()
-    parsed = Manifest.from_json(text)
+    parsed = ContentIndex.from_json(text)
     assert parsed == original
     assert [e.path for e in parsed.entries] == sorted(e.path for e in ENTRIES)
     data = json.loads(text)
@@ -80,7 +82,7 @@ def test_manifest_json_round_trips_and_keeps_one_entry_per_line() -> None:
 
 
 def _document(**changes: object) -> str:
-    data = json.loads(Manifest(entries=ENTRIES).to_json())
+    data = json.loads(ContentIndex(entries=ENTRIES).to_json())
     data.update(changes)
     return json.dumps(data)
 
@@ -106,9 +108,9 @@ def _document(**changes: object) -> str:
     ],
     ids=["json", "object", "format", "digest", "order", "dotdot", "absolute", "type", "sha-case", "size"],
 )
-def test_invalid_manifests_are_rejected_with_the_reason(text: str, message: str) -> None:
-    with pytest.raises(manifest.ManifestError, match=message):
-        Manifest.from_json(text)
+def test_invalid_indexes_are_rejected_with_the_reason(text: str, message: str) -> None:
+    with pytest.raises(index.ContentIndexError, match=message):
+        ContentIndex.from_json(text)
 
 
 @pytest.mark.parametrize(
@@ -125,10 +127,10 @@ def test_invalid_manifests_are_rejected_with_the_reason(text: str, message: str)
 )
 def test_parse_digest(text: str, ok: bool) -> None:
     if ok:
-        assert manifest.parse_digest(text) == text[7:]
+        assert index.parse_digest(text) == text[7:]
     else:
         with pytest.raises(ValueError, match="not a digest"):
-            manifest.parse_digest(text)
+            index.parse_digest(text)
 
 
 @pytest.mark.parametrize(
@@ -145,7 +147,7 @@ def test_parse_digest(text: str, ok: bool) -> None:
     ],
 )
 def test_path_problem(path: str, problem: str | None) -> None:
-    found = manifest.path_problem(path)
+    found = index.path_problem(path)
     if problem is None:
         assert found is None
     else:
@@ -158,7 +160,7 @@ def test_path_problem(path: str, problem: str | None) -> None:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> tuple[Path, str]:
-    """A small runtime tree with its manifest written, and the manifest's digest."""
+    """A small runtime tree with its content index written, and the index's digest."""
     root = tmp_path / "root"
     (root / "venv" / "bin").mkdir(parents=True)
     (root / "models").mkdir()
@@ -171,16 +173,16 @@ def tree(tmp_path: Path) -> tuple[Path, str]:
     os.symlink("/usr/bin/python3.10", root / "venv" / "bin" / "python")
     (root / "lost+found").mkdir()
     (root / "lost+found" / "ignored").write_text("mkfs makes this directory; it is not content")
-    entries = manifest.scan(root)
-    built = Manifest(entries=entries, interpreter=Interpreter("/usr/bin/python3.10", "3.10.12"))
-    (root / manifest.MANIFEST_DIR).mkdir()
-    (root / manifest.MANIFEST_PATH).write_text(built.to_json())
+    entries = walk.scan(root)
+    built = ContentIndex(entries=entries, interpreter=Interpreter("/usr/bin/python3.10", "3.10.12"))
+    (root / index.INDEX_DIR).mkdir()
+    (root / index.INDEX_PATH).write_text(built.to_json())
     return root, built.digest
 
 
 def test_scan_lists_every_path_without_following_symlinks(tree: tuple[Path, str]) -> None:
     root, _ = tree
-    entries = {e.path: e for e in manifest.scan(root)}
+    entries = {e.path: e for e in walk.scan(root)}
     assert set(entries) == {
         "empty",
         "models",
@@ -200,10 +202,10 @@ def test_scan_lists_every_path_without_following_symlinks(tree: tuple[Path, str]
 @pytest.mark.parametrize("mode", list(VerifyMode))
 def test_an_intact_tree_verifies_in_every_mode(tree: tuple[Path, str], mode: VerifyMode) -> None:
     root, digest = tree
-    seen: list[manifest.HashProgress] = []
-    result = manifest.verify(root, digest, mode, progress=seen.append)
+    seen: list[walk.HashProgress] = []
+    result = verify(root, digest, mode, progress=seen.append)
     assert result.ok, result.summary()
-    assert result.manifest_digest == digest
+    assert result.index_digest == digest
     assert result.interpreter == Interpreter("/usr/bin/python3.10", "3.10.12")
     if mode is VerifyMode.FULL:
         assert result.bytes_checked == 5007 + len("home = /usr/bin\nversion = 3.10.12\n") + len("#!/bin/sh\n")
@@ -213,7 +215,7 @@ def test_an_intact_tree_verifies_in_every_mode(tree: tuple[Path, str], mode: Ver
 
 def test_full_verification_counts_bytes_without_a_progress_callback(tree: tuple[Path, str]) -> None:
     root, digest = tree
-    result = manifest.verify(root, digest)
+    result = verify(root, digest)
     assert result.mode is VerifyMode.FULL
     assert (result.files_checked, result.bytes_checked) == (3, 5007 + 34 + 10)
 
@@ -221,7 +223,7 @@ def test_full_verification_counts_bytes_without_a_progress_callback(tree: tuple[
 def test_a_wrong_expected_digest_fails_even_the_fast_mode(tree: tuple[Path, str]) -> None:
     root, _ = tree
     other = "sha256:" + "0" * 64
-    result = manifest.verify(root, other, VerifyMode.DIGEST)
+    result = verify(root, other, VerifyMode.DIGEST)
     assert not result.ok
     assert f"is not the expected {other}" in result.summary()
 
@@ -232,8 +234,8 @@ def test_one_changed_byte_is_caught_by_full_but_not_by_stat(tree: tuple[Path, st
     data = bytearray(model.read_bytes())
     data[100] ^= 1
     model.write_bytes(bytes(data))
-    assert manifest.verify(root, digest, VerifyMode.STAT).ok
-    result = manifest.verify(root, digest, VerifyMode.FULL)
+    assert verify(root, digest, VerifyMode.STAT).ok
+    result = verify(root, digest, VerifyMode.FULL)
     assert not result.ok
     (mismatch,) = result.mismatched
     assert (mismatch.path, mismatch.field) == ("models/m.safetensors", "sha256")
@@ -249,7 +251,7 @@ def test_missing_extra_truncated_retargeted_and_mode_changes_are_all_reported(tr
     (root / "venv" / "bin" / "python").unlink()
     os.symlink("/usr/local/bin/python3.10", root / "venv" / "bin" / "python")
     (root / "venv" / "bin" / "tool").chmod(0o644)
-    result = manifest.verify(root, digest, VerifyMode.STAT)
+    result = verify(root, digest, VerifyMode.STAT)
     assert result.missing == ("venv/pyvenv.cfg",)
     assert result.extra == ("models/extra.bin",)
     assert {(m.path, m.field) for m in result.mismatched} == {
@@ -262,28 +264,28 @@ def test_missing_extra_truncated_retargeted_and_mode_changes_are_all_reported(tr
     assert "1 extra (models/extra.bin)" in summary
 
 
-def test_a_missing_or_edited_manifest_is_a_problem_not_an_exception(tree: tuple[Path, str]) -> None:
+def test_a_missing_or_edited_index_is_a_problem_not_an_exception(tree: tuple[Path, str]) -> None:
     root, digest = tree
-    path = root / manifest.MANIFEST_PATH
+    path = root / index.INDEX_PATH
     text = path.read_text()
     path.write_text(text.replace('"size":5007', '"size":5008'))
-    result = manifest.verify(root, digest, VerifyMode.DIGEST)
+    result = verify(root, digest, VerifyMode.DIGEST)
     assert not result.ok
     assert "does not match its entries" in result.summary()
     path.unlink()
-    result = manifest.verify(root, digest, VerifyMode.DIGEST)
+    result = verify(root, digest, VerifyMode.DIGEST)
     assert not result.ok
     assert "missing (not an sdworker runtime disk?)" in result.summary()
 
 
 def test_a_malformed_expected_digest_is_reported(tree: tuple[Path, str]) -> None:
     root, digest = tree
-    result = manifest.verify(root, digest.upper(), VerifyMode.FULL)
+    result = verify(root, digest.upper(), VerifyMode.FULL)
     assert not result.ok
     assert "not a digest" in result.summary()
 
 
-# The node agent runs this module as root against freshly mounted disks: standard library, no processes.
+# The node agent runs this package as root against freshly mounted disks: standard library, no processes.
 ALLOWED_IMPORTS = {
     "__future__",
     "collections.abc",
@@ -293,16 +295,21 @@ ALLOWED_IMPORTS = {
     "json",
     "os",
     "pathlib",
+    "threading",
     "typing",
+    "sdworker_content.index",
+    "sdworker_content.walk",
 }
 
 
-def test_the_module_imports_only_what_the_agent_can_trust() -> None:
-    tree = ast.parse(Path(manifest.__file__).read_text())
+def test_the_package_imports_only_what_the_agent_can_trust() -> None:
+    modules = sorted(Path(sdworker_content.__file__).parent.glob("*.py"))
+    assert {m.name for m in modules} >= {"__init__.py", "index.py", "walk.py", "verify.py"}
     imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            imported.add(node.module or "")
+    for module in modules:
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(node.module or "")
     assert imported <= ALLOWED_IMPORTS, imported - ALLOWED_IMPORTS

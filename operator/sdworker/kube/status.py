@@ -1,0 +1,60 @@
+"""One status writer: read, let the caller decide, write guarded by the resourceVersion.
+
+The operator's provisioner and the node agent both write a RuntimeDisk's status (``api.transitions`` says
+which phases each may set). A blind merge patch from one would overwrite what the other wrote a moment
+earlier; here every write replaces the status subresource of the version it was computed from, and a 409
+(someone wrote in between) re-reads and decides again. ``mutate`` sees the fresh object and returns the new
+status, or None for "nothing to write", so callers never write what did not change (each write is a watch
+event for every reader).
+
+Status cannot ride along on create: for a custom resource with the status subresource the API server ignores
+``status`` in a create (and in writes to the main resource), so a new object's first status write carries
+everything known at creation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sdworker.kube.client import Kube, KubeError
+from sdworker.workqueue import backoff
+
+log = logging.getLogger("sdworker.kube.status")
+Json = dict[str, Any]
+
+
+async def update_status(
+    kube: Kube,
+    kind: str,
+    name: str,
+    mutate: Callable[[Json], Json | None],
+    *,
+    namespace: str | None = None,
+    attempts: int = 5,
+) -> Json | None:
+    """Set ``kind``/``name``'s status to ``mutate(fresh object)`` unless that is None or unchanged.
+
+    Returns the object as it is after the call (as written, or as read when there was nothing to write),
+    or None when the object does not exist. Exceptions from ``mutate`` propagate (a caller's way to stop).
+    Raises ``KubeError`` 409 when the object kept changing for ``attempts`` tries.
+    """
+    for attempt in range(1, attempts + 1):
+        obj = await kube.get(kind, name, namespace)
+        if obj is None:
+            return None
+        new = mutate(obj)
+        if new is None or new == obj.get("status"):
+            return obj
+        try:
+            return await kube.replace_status({**obj, "status": new})
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            if exc.status != 409:
+                raise
+        log.debug("%s %s changed under a status write (attempt %d); reading it again", kind, name, attempt)
+        await asyncio.sleep(backoff(attempt, base=0.02, cap=0.5))
+    raise KubeError(409, "Conflict", f"{kind} {name}: its status kept changing; gave up for now")
