@@ -192,7 +192,8 @@ class Agent:
             except Exception as exc:
                 self.watching = False
                 failures += 1
-                delay = backoff(failures, cap=_MAX_BACKOFF)
+                # Never sooner than the API server's Retry-After (its 429s under load: KubeError.retry_after).
+                delay = max(backoff(failures, cap=_MAX_BACKOFF), getattr(exc, "retry_after", None) or 0.0)
                 log.warning("RuntimeDisk list/watch failed (retry in %.1fs): %s", delay, exc)
                 self.metrics.watch_restarts.inc()
                 await asyncio.sleep(delay)

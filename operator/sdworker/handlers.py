@@ -4,7 +4,9 @@ Handlers are deliberately thin. Indexes keep an in-memory view of SDWorkers, Nod
 the Deployments we own and, when Karpenter is installed, its NodeClaims (disks before nodes); kopf
 runs no other handler until every index has been fully listed, so the controller never decides from a
 half-filled cache (which could delete a RuntimeDisk that is still needed). Event handlers only mark
-keys dirty; ``sdworker.controller`` does the level-triggered reconciling in one place.
+keys dirty; ``sdworker.controller`` does the level-triggered reconciling in one place. With ``--peering``
+the startup handler also starts the leadership watcher (``sdworker.leadership``), since kopf's pause of a
+standby replica stops these handlers but not the controller's own loops.
 """
 
 from __future__ import annotations

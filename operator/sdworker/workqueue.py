@@ -9,7 +9,9 @@ decides when and how often a key's work runs. It is the shape of client-go's rat
 - ``add`` marks a key dirty; marks coalesce, a key never runs twice at once, and a key added while its
   work runs is run once more afterwards (level-triggered work then sees the newest state);
 - work that raises is retried after ``backoff(failures)`` (doubling from ``base_delay`` to ``max_delay``,
-  jittered so keys refused together do not retry in step); success forgets the count;
+  jittered so keys refused together do not retry in step), never sooner than an error's ``retry_after``
+  (the server's Retry-After, e.g. a 429 from the API server's priority and fairness); success forgets the
+  count;
 - work that raises ``Requeue(delay)`` asks to look again later without counting as a failure;
 - ``concurrency`` workers run different keys at the same time; ``close`` cancels workers and timers;
 - with a ``gate``, every worker awaits it before running a key's work (the operator's leadership gate,
@@ -206,7 +208,8 @@ class WorkQueue(Generic[K]):
         except Exception as exc:
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
-            delay = self._retry_delay(failures)
+            # An error may carry the server's Retry-After (``KubeError.retry_after``): never retry sooner.
+            delay = max(self._retry_delay(failures), getattr(exc, "retry_after", None) or 0.0)
             self.add_after(key, delay)
             if self._on_error is None:
                 log.warning(

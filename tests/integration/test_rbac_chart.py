@@ -172,7 +172,7 @@ def test_operator_can_do_what_it_must(
         *(Access(v, "sdworkers", g) for v in ("list", "watch")),
         Access("patch", "sdworkers", g, namespace=ns, subresource="status"),
         *(Access(v, "runtimedisks", g) for v in ("list", "watch", "create", "delete", "patch")),
-        Access("patch", "runtimedisks", g, subresource="status"),
+        Access("update", "runtimedisks", g, subresource="status"),
         *(Access(v, "nodes") for v in ("get", "list", "watch")),
         # Pods are read to retire a runtime only once no pod on its node uses it (issue 14).
         *(Access(v, "pods") for v in ("get", "list", "watch")),

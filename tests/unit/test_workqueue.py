@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import pytest
 
+from sdworker.kube.client import _error
 from sdworker.workqueue import Requeue, WorkQueue, backoff
 
 T = TypeVar("T")
@@ -166,6 +167,45 @@ def test_failures_back_off_report_and_are_forgotten_on_success() -> None:
     caps = [0.001, 0.002, 0.004]
     assert all(cap / 2 <= d <= cap for (*_, d), cap in zip(errors, caps, strict=True))
     assert left == 0  # success forgot the failures
+
+
+def test_a_servers_retry_after_is_the_floor_of_the_back_off() -> None:
+    """A 429 from the API server's priority and fairness carries Retry-After: the queue waits that long."""
+
+    async def main() -> list[float]:
+        delays: list[float] = []
+        done = asyncio.Event()
+
+        async def work(key: str) -> None:
+            if not delays:
+                raise _error(429, b"Too many requests, please try again later.", "0.05")
+            done.set()
+
+        q: WorkQueue[str] = WorkQueue(
+            work, name="t", base_delay=0.001, on_error=lambda k, e, n, d: delays.append(d)
+        )
+        q.add("k")
+        runner = asyncio.create_task(q.run())
+        await done.wait()
+        await q.close()
+        await runner
+        return delays
+
+    assert run(main) == [0.05]
+
+
+def test_a_plain_text_error_answer_is_a_kube_error_with_its_retry_after() -> None:
+    err = _error(429, b"Too many requests, please try again later.", "1")
+    assert (err.status, err.reason, err.retry_after) == (429, "TooManyRequests", 1.0)
+    assert err.message == "Too many requests, please try again later."
+    status = b'{"kind":"Status","reason":"Conflict","message":"the object has been modified"}'
+    err = _error(409, status, None)
+    assert (err.status, err.reason, err.message, err.retry_after) == (
+        409,
+        "Conflict",
+        "the object has been modified",
+        None,
+    )
 
 
 def test_requeue_runs_again_later_without_counting_a_failure() -> None:

@@ -59,11 +59,32 @@ KINDS: Mapping[str, Kind] = {
 class KubeError(Exception):
     """An API error with the server's status code and reason (``Conflict``, ``NotFound``...)."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        # The server's Retry-After (429 from priority and fairness, 503...): the work queue's back-off floor.
+        self.retry_after = retry_after
+
+
+def _error(status: int, raw: bytes, retry_after: str | None) -> KubeError:
+    """A ``KubeError`` from an error answer: a Status object, or the plain text the API server's priority and
+    fairness filter answers 429 with ("Too many requests, please try again later.")."""
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    try:
+        after = float(retry_after) if retry_after else None
+    except ValueError:
+        after = None
+    reason = str(data.get("reason") or ("TooManyRequests" if status == 429 else ""))
+    return KubeError(
+        status, reason, str(data.get("message") or raw.decode(errors="replace")), retry_after=after
+    )
 
 
 class WatchExpiredError(Exception):
@@ -159,10 +180,9 @@ class Kube:
         )
         response = await self._api.call_api(*serialized)
         raw = await response.read()
-        data = json.loads(raw) if raw else {}
         if response.status >= 400:
-            raise KubeError(response.status, data.get("reason", ""), data.get("message", raw.decode()))
-        return cast(Json, data)
+            raise _error(response.status, raw, response.getheader("Retry-After"))
+        return cast(Json, json.loads(raw) if raw else {})
 
     async def get(self, kind: str, name: str, namespace: str | None = None) -> Json | None:
         try:
