@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from sdworker.runtime_layout import FAST_START_FLAGS
 from sdworker_tools import procs, standin_runtime
 from sdworker_tools.wait import Abort, wait_for
 
@@ -31,15 +32,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs root (namespaces, mounts) and pyenv's Python 3.10.13",
 )
 RT, DATA, SECRETS = "/mnt/runtime", "/mnt/data", "/mnt/secrets/webui-auth"
-FAST = [
-    "--skip-prepare-environment",
-    "--skip-install",
-    "--skip-torch-cuda-test",
-    "--skip-python-version-check",
-    "--skip-version-check",
-    "--no-download-sd-model",
-    "--no-hashing",
-]
+FAST = list(FAST_START_FLAGS)  # the flags the operator renders (the SD pod contract)
 MODELS = f"{RT}/models"
 ARGS = [
     *FAST,

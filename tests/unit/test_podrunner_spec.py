@@ -74,6 +74,31 @@ def test_a_missing_required_secret_key_is_a_container_config_error(ref: Json, me
     assert str(err.value) == message
 
 
+def test_env_from_secrets_and_config_maps_with_prefix_optional_and_missing() -> None:
+    """envFrom as the kubelet does it (kubelet_pods.go ``makeEnvironmentVariables``): every key, behind the
+    prefix; an optional source that is missing adds nothing, a required one is a config error."""
+    maps = {"settings": {"MODE": "fast"}}
+    container = {
+        "name": "c",
+        "envFrom": [
+            {"secretRef": {"name": "auth"}, "prefix": "S_"},
+            {"configMapRef": {"name": "settings"}},
+            {"configMapRef": {"name": "absent", "optional": True}},
+            {"secretRef": {"name": "absent", "optional": True}},
+        ],
+    }
+    declared, _ = spec.container_env(_pod([container]), container, IMAGE, SECRETS.get, maps.get)
+    assert declared == {"S_api": "user:pass", "S_gradio": "g:p", "MODE": "fast"}
+    for ref, message in (
+        ("secretRef", 'secret "gone" not found'),
+        ("configMapRef", 'configmap "gone" not found'),
+    ):
+        required = {"name": "c", "envFrom": [{ref: {"name": "gone"}}]}
+        with pytest.raises(spec.ContainerConfigError) as err:
+            spec.container_env(_pod([required]), required, IMAGE, SECRETS.get, maps.get)
+        assert str(err.value) == message
+
+
 def test_command_and_args_expand_against_the_declared_environment() -> None:
     container = {"name": "c", "command": ["/bin/$(SH)"], "args": ["-c", "echo $(X) $$(X)"]}
     assert spec.command_line(container, {"SH": "sh", "X": "1"}) == ["/bin/sh", "-c", "echo 1 $(X)"]

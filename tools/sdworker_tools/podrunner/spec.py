@@ -111,6 +111,17 @@ VOLUME_FIELD_PATHS: dict[str, Callable[[Json], str]] = {
 }
 
 
+def _env_from(ref: Json, lookup: Callable[[str], Mapping[str, T] | None], kind: str) -> Mapping[str, T]:
+    """The data of an ``envFrom`` Secret or ConfigMap (``kind`` as the kubelet's message says it); an
+    optional one that is missing contributes nothing."""
+    data = lookup(ref.get("name", ""))
+    if data is None:
+        if ref.get("optional"):
+            return {}
+        raise ContainerConfigError(f'{kind} "{ref.get("name", "")}" not found')
+    return data
+
+
 def _key_ref_value(
     pod: Json, ref: Json, lookup: Callable[[str], Mapping[str, T] | None], kind: str
 ) -> T | None:
@@ -148,21 +159,11 @@ def container_env(
     for source in container.get("envFrom", []):
         prefix = source.get("prefix", "")
         if "secretRef" in source:
-            ref = source["secretRef"]
-            data = secrets(ref.get("name", ""))
-            if data is None:
-                if ref.get("optional"):
-                    continue
-                raise ContainerConfigError(f'secret "{ref.get("name", "")}" not found')
-            declared.update({prefix + k: v.decode() for k, v in data.items()})
+            secret = _env_from(source["secretRef"], secrets, "secret")
+            declared.update({prefix + k: v.decode() for k, v in secret.items()})
         elif "configMapRef" in source:
-            ref = source["configMapRef"]
-            cm = config_maps(ref.get("name", ""))
-            if cm is None:
-                if ref.get("optional"):
-                    continue
-                raise ContainerConfigError(f'configmap "{ref.get("name", "")}" not found')
-            declared.update({prefix + k: v for k, v in cm.items()})
+            config_map = _env_from(source["configMapRef"], config_maps, "configmap")
+            declared.update({prefix + k: v for k, v in config_map.items()})
     for entry in container.get("env", []):
         name = entry["name"]
         value: str | None
