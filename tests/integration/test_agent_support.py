@@ -272,12 +272,13 @@ class Harness:
     # --- nodes and disks -------------------------------------------------------------------
 
     def add_node(self, name: str, *, taints: Sequence[Taint] = (STARTUP_TAINT, GPU_TAINT)) -> str:
+        """A GPU node of this harness, its VM first as on GKE (the node registers from a running VM)."""
         self.nodes.append(name)
+        if self.sim is not None:
+            self.sim.create_instance(name, zone=ZONE, project=SIM_PROJECT)
         self.cluster.add_gpu_node(
             name, zone=ZONE, project=SIM_PROJECT, taints=taints, labels={"sdworker.test/harness": self.suffix}
         )
-        if self.sim is not None:
-            self.sim.create_instance(name, zone=ZONE, project=SIM_PROJECT)
         return name
 
     @property

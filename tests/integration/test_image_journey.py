@@ -31,7 +31,7 @@ from sdworker_tools.computesim.testing import make_ext4_image
 from sdworker_tools.wait import wait_for
 from tests.integration.conftest import OperatorProcess
 from tests.integration.image_support import EXAMPLE_TREE
-from tests.integration.test_agent_support import GPU_TAINT, MODEL, SIM_PROJECT, STARTUP_TAINT, ZONE, Harness
+from tests.integration.test_agent_support import MODEL, SIM_PROJECT, Harness
 from tests.unit.invalid_specs import valid_sdworker
 
 SDWORKER = [sys.executable, "-m", "sdworker"]
@@ -127,16 +127,7 @@ def test_build_publish_resolve_verify_ready(
     image = publish_cli(h.simulator, build_dir, family=family)
     wanted = image if follow == "name" else f"projects/{SIM_PROJECT}/global/images/family/{family}"
 
-    node = f"{unique}"[:40].rstrip("-")
-    h.nodes.append(node)
-    h.simulator.create_instance(node, zone=ZONE, project=SIM_PROJECT)
-    h.cluster.add_gpu_node(
-        node,
-        zone=ZONE,
-        project=SIM_PROJECT,
-        taints=(STARTUP_TAINT, GPU_TAINT),
-        labels={"sdworker.test/harness": h.suffix},
-    )
+    node = h.add_node(f"{unique}"[:40].rstrip("-"))
     body = valid_sdworker("journey", h.namespace)
     body["spec"]["nodeSelector"] = {"sdworker.test/harness": h.suffix}
     body["spec"]["runtime"].update(image=wanted, diskSizeGb=10, prefetch=[MODEL])

@@ -29,10 +29,8 @@ from sdworker_tools.computesim.testing import publish_build
 from sdworker_tools.wait import wait_for
 from tests.integration.conftest import OperatorProcess
 from tests.integration.test_agent_support import (
-    GPU_TAINT,
     MODEL,
     SIM_PROJECT,
-    STARTUP_TAINT,
     ZONE,
     Harness,
     build_runtime_image,
@@ -118,16 +116,7 @@ def test_operator_and_agent_endpoints_export_every_documented_metric(
     publish_build(
         h.simulator, image.path.parent, project=SIM_PROJECT, family=f"fam-{h.suffix}", name=image.name
     )
-    node = f"{unique}-m"[:40]
-    h.nodes.append(node)
-    h.simulator.create_instance(node, zone=ZONE, project=SIM_PROJECT)
-    h.cluster.add_gpu_node(
-        node,
-        zone=ZONE,
-        project=SIM_PROJECT,
-        taints=(STARTUP_TAINT, GPU_TAINT),
-        labels={"sdworker.test/harness": h.suffix},
-    )
+    node = h.add_node(f"{unique}-m"[:40])
     body = valid_sdworker("metrics", h.namespace)
     body["spec"]["nodeSelector"] = {"sdworker.test/harness": h.suffix}
     body["spec"]["runtime"].update(
