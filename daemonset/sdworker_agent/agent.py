@@ -83,7 +83,15 @@ class Agent:
         self.disks: dict[str, Json] = {}
         self.synced = False
         self.watching = False
-        self.bring_up = BringUp(kube, config, self.metrics, now=now, remember=self._remember, view=self._view)
+        self.bring_up = BringUp(
+            kube,
+            config,
+            self.metrics,
+            now=now,
+            remember=self._remember,
+            view=self._view,
+            latest=lambda name: self.disks.get(name),
+        )
         self._reconciles = WorkQueue[str](
             self._reconcile, name="reconcile", max_delay=_MAX_BACKOFF, on_error=self._reconcile_failed
         )

@@ -67,6 +67,12 @@ class BringUp:
     remember: Callable[[Json], None]
     # A RuntimeDisk reduced to what ``plan`` decides on.
     view: Callable[[Json], plan.DiskView | None]
+    # The newest version of a RuntimeDisk the loop has seen (what ``remember`` kept), if any: status writes
+    # start from it instead of a read.
+    latest: Callable[[str], Json | None]
+
+    async def _write(self, name: str, mutate: Callable[[Json, RuntimeDiskStatus], RuntimeDiskStatus]) -> Json:
+        return await self.kube.update_status(name, mutate, known=self.latest(name))
 
     async def run(self, name: str, stop: threading.Event) -> None:
         """Bring ``name`` up; ``stop`` set by the loop ends it at the next step (``Aborted``)."""
@@ -88,7 +94,7 @@ class BringUp:
             )
             return with_phase(status, Phase.MOUNTING, "Mounting", message, self.now())
 
-        obj = await self.kube.update_status(name, claim)
+        obj = await self._write(name, claim)
         started = time.monotonic()
         self.remember(obj)
         rd = parse_runtimedisk(obj)
@@ -111,7 +117,7 @@ class BringUp:
             return with_phase(status, Phase.FAILED, reason, message, self.now())
 
         try:
-            obj = await self.kube.update_status(name, failed)
+            obj = await self._write(name, failed)
         except NotFoundError:
             return
         except Stop as why:  # the operator moved it on (a teardown): its phase is not ours to overwrite
@@ -176,7 +182,7 @@ class BringUp:
                 timings=timings,
             )
 
-        self.remember(await self.kube.update_status(rd.name, mounted))
+        self.remember(await self._write(rd.name, mounted))
         check_stop()
 
         # 3. the manifest digest
@@ -203,7 +209,7 @@ class BringUp:
                 timings=replace(status.timings, verified=self.now(), durations_seconds=durations),
             )
 
-        self.remember(await self.kube.update_status(rd.name, verified))
+        self.remember(await self._write(rd.name, verified))
 
         # 4. the page cache
         try:
@@ -252,7 +258,7 @@ class BringUp:
                 timings=replace(status.timings, prefetched=self.now(), durations_seconds=durations),
             )
 
-        obj = await self.kube.update_status(rd.name, ready)
+        obj = await self._write(rd.name, ready)
         self.remember(obj)
         log.info("RuntimeDisk %s: Ready", rd.name)
         await self.kube.event(involved(obj), warning=False, reason="RuntimeReady", message=message)

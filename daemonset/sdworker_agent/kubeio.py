@@ -60,16 +60,22 @@ class AgentKube(Kube):
         self,
         name: str,
         mutate: Callable[[Json, RuntimeDiskStatus], RuntimeDiskStatus],
+        *,
+        known: Json | None = None,
     ) -> Json:
         """Read the RuntimeDisk, let ``mutate`` compute its new status, write it if the object did not change.
 
         ``mutate`` sees the raw object and its parsed status and may raise ``Stop``. Raises ``NotFoundError``.
+        ``known``: the newest copy the agent holds; the first write is tried from it without a read
+        (``sdworker.kube.status.update_status``).
         """
 
         def new_status(obj: Json) -> Json:
             return mutate(obj, parse_runtimedisk(obj).status).to_dict()
 
-        obj = await status.update_status(self, c.RUNTIMEDISK_KIND, name, new_status, attempts=_STATUS_RETRIES)
+        obj = await status.update_status(
+            self, c.RUNTIMEDISK_KIND, name, new_status, attempts=_STATUS_RETRIES, known=known
+        )
         if obj is None:
             raise NotFoundError(name)
         return obj

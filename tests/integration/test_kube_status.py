@@ -125,3 +125,96 @@ def test_a_refused_transition_writes_nothing_and_a_missing_object_is_none(
         assert await update_status(kube, c.RUNTIMEDISK_KIND, f"{name}-gone", creating) is None
 
     with_kube(cluster, body)
+
+
+def counting_gets(kube: Kube) -> list[str]:
+    """Record every GET the one writer makes (the seam: our own client's ``get``)."""
+    calls: list[str] = []
+    real_get = kube.get
+
+    async def get(kind: str, name: str, namespace: str | None = None) -> Json | None:
+        calls.append(name)
+        return await real_get(kind, name, namespace)
+
+    kube.get = get  # type: ignore[method-assign]
+    return calls
+
+
+def attaching(obj: Json) -> Json:
+    return advance(
+        obj["status"], Writer.OPERATOR, Phase.ATTACHING, reason="AttachingDisk", message="", now=NOW
+    )
+
+
+def test_a_current_known_copy_is_written_without_a_read(cluster: LocalCluster, crds: list[str]) -> None:
+    async def body(kube: Kube, name: str) -> None:
+        current = await update_status(kube, c.RUNTIMEDISK_KIND, name, creating)
+        assert current is not None
+        gets = counting_gets(kube)
+        written = await update_status(kube, c.RUNTIMEDISK_KIND, name, attaching, known=current)
+        assert written is not None
+        assert written["status"]["phase"] == "Attaching"
+        assert gets == []
+        stored = await kube.get(c.RUNTIMEDISK_KIND, name)
+        assert stored is not None
+        assert stored["status"] == written["status"]
+
+    with_kube(cluster, body)
+
+
+def test_a_stale_known_copy_is_refused_and_decided_again_from_a_read(
+    cluster: LocalCluster, crds: list[str]
+) -> None:
+    other = client.CustomObjectsApi(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+
+    async def body(kube: Kube, name: str) -> tuple[list[str], Json]:
+        stale = await update_status(kube, c.RUNTIMEDISK_KIND, name, creating)
+        assert stale is not None
+        # Another writer moves the object on after our copy was taken.
+        other.patch_cluster_custom_object_status(
+            c.GROUP, c.VERSION, c.RUNTIMEDISK_PLURAL, name, {"status": {"reason": "RateLimited"}}
+        )
+        seen: list[str] = []
+
+        def mutate(obj: Json) -> Json:
+            seen.append(obj["status"]["reason"])
+            return attaching(obj)
+
+        gets = counting_gets(kube)
+        written = await update_status(kube, c.RUNTIMEDISK_KIND, name, mutate, known=stale)
+        assert written is not None
+        assert gets == [name]
+        return seen, written["status"]
+
+    try:
+        seen, status = with_kube(cluster, body)
+        # Decided from the stale copy, refused (409), decided again from the other writer's version.
+        assert seen == ["CreatingDisk", "RateLimited"]
+        assert status["phase"] == "Attaching"
+    finally:
+        other.api_client.close()
+
+
+def test_nothing_to_write_or_a_refusal_from_a_known_copy_is_decided_again_from_a_read(
+    cluster: LocalCluster, crds: list[str]
+) -> None:
+    async def body(kube: Kube, name: str) -> None:
+        current = await update_status(kube, c.RUNTIMEDISK_KIND, name, creating)
+        assert current is not None
+        # A copy that already shows the wanted status does not stop the write the stored object needs.
+        looks_done = {**current, "status": attaching(current)}
+        again = await update_status(kube, c.RUNTIMEDISK_KIND, name, attaching, known=looks_done)
+        assert again is not None
+        assert again["status"]["phase"] == "Attaching"
+
+        # A mutate that refuses the stale copy is asked again with the stored object, which it accepts.
+        def only_from_attaching(obj: Json) -> Json:
+            if obj["status"]["phase"] != "Attaching":
+                raise TransitionError(f"phase {obj['status']['phase']}")
+            return {**obj["status"], "message": "seen Attaching"}
+
+        moved = await update_status(kube, c.RUNTIMEDISK_KIND, name, only_from_attaching, known=current)
+        assert moved is not None
+        assert moved["status"]["message"] == "seen Attaching"
+
+    with_kube(cluster, body)
