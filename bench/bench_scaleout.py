@@ -50,12 +50,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import urllib3
-import yaml
 from bench import scaleout_report
 from bench.scaleout_autoscaled import run_autoscaled
 from bench.scaleout_probe import REPO, Baseline, Json, runtime_image, say
 from bench.scaleout_reference import run_reference
-from bench.scaleout_scenarios import FULL, MODES, QUICK, SCENARIOS, SIMULATED_WORKERS, Scenario
+from bench.scaleout_scenarios import (
+    FULL,
+    QUICK,
+    SCENARIOS,
+    SIMULATED_WORKERS,
+    Scenario,
+    sdworker_manifest,
+)
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -138,10 +144,7 @@ class SdworkerRun(demo.Demo):
         )
         self.operator.start()
         self.cluster.kubectl("apply", "-f", str(REPO / "examples" / "webui-auth-secret.yaml"))
-        sdw = yaml.safe_load((REPO / "examples" / "sdworker.yaml").read_text())
-        sdw["spec"]["replicas"] = self.nodes
-        sdw["spec"]["runtime"]["mode"] = MODES[self.mode]
-        sdw["spec"]["runtime"]["warmPool"] = {"size": self.warm_pool}
+        sdw = sdworker_manifest(self.nodes, self.mode, self.warm_pool)
         self.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(sdw))
         if self.warm_pool:
             # The operator keeps a pool in the zones where matching nodes are (sdworker.domain.pool): a
@@ -348,35 +351,48 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which(simgcloud.GCLOUD) and not args.no_reference:
         raise SystemExit("the reference needs the gcloud CLI (or pass --no-reference)")
     random.seed(1)
-    results = []
+    results: list[Json] = []
+    failed: list[str] = []
+    paths: list[Path] = []
     for name in dict.fromkeys(names):
-        sc = SCENARIOS[name]
-        if args.hosts and args.hosts != sc.hosts:
-            sc = dataclasses.replace(sc, hosts=args.hosts, reference=sc.reference and args.hosts == "loop")
-        entry: Json = {"scenario": {**sc.__dict__, "label": sc.label}, "latency": args.latency}
-        entry["write_quota"] = args.write_quota
-        t0 = time.monotonic()
-        entry["load_before"] = os.getloadavg()[0]
-        spy_dir = (
-            args.out / f"profile-{sc.name}{'-' + args.tag if args.tag else ''}" if args.profile else None
-        )
-        if sc.join == "autoscaler":
-            entry["sdworker"] = run_autoscaled(sc, args.latency, args.write_quota, args.timeout)
-        else:
-            entry["sdworker"] = run_sdworker(sc, args.latency, args.write_quota, args.timeout, spy_dir)
-        if spy_dir is not None:
-            entry["profile"] = scaleout_report.top_frames(spy_dir / "operator.txt")
-        if sc.reference and not args.no_reference:
-            entry["reference"] = run_reference(sc, args.latency, args.write_quota, args.timeout)
-        entry["wall_s"] = time.monotonic() - t0
-        entry["load_after"] = os.getloadavg()[0]
-        results.append(scaleout_report.analyse(entry))
+        try:
+            results.append(run_scenario(SCENARIOS[name], args))
+        except Exception as exc:  # one scenario's failure must not cost the others' figures
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+            say(f"[bench] {name} FAILED: {type(exc).__name__}: {exc}")
+            continue
         say(scaleout_report.one_line(results[-1]))
-    paths = scaleout_report.write(results, args.out, tag=args.tag)
-    for path in paths:
-        say(f"[bench] wrote {path}")
-    say(paths[1].read_text())
-    return 0
+        # Written after every scenario: an unattended run keeps what it measured if a later one fails.
+        paths = scaleout_report.write(results, args.out, tag=args.tag)
+    if results:
+        for path in paths:
+            say(f"[bench] wrote {path}")
+        say(paths[1].read_text())
+    for failure in failed:
+        say(f"[bench] FAILED {failure}")
+    return 1 if failed or not results else 0
+
+
+def run_scenario(sc: Scenario, args: argparse.Namespace) -> Json:
+    """One scenario, sdworker then its reference, analysed."""
+    if args.hosts and args.hosts != sc.hosts:
+        sc = dataclasses.replace(sc, hosts=args.hosts, reference=sc.reference and args.hosts == "loop")
+    entry: Json = {"scenario": {**sc.__dict__, "label": sc.label}, "latency": args.latency}
+    entry["write_quota"] = args.write_quota
+    t0 = time.monotonic()
+    entry["load_before"] = os.getloadavg()[0]
+    spy_dir = args.out / f"profile-{sc.name}{'-' + args.tag if args.tag else ''}" if args.profile else None
+    if sc.join == "autoscaler":
+        entry["sdworker"] = run_autoscaled(sc, args.latency, args.write_quota, args.timeout)
+    else:
+        entry["sdworker"] = run_sdworker(sc, args.latency, args.write_quota, args.timeout, spy_dir)
+    if spy_dir is not None:
+        entry["profile"] = scaleout_report.top_frames(spy_dir / "operator.txt")
+    if sc.reference and not args.no_reference:
+        entry["reference"] = run_reference(sc, args.latency, args.write_quota, args.timeout)
+    entry["wall_s"] = time.monotonic() - t0
+    entry["load_after"] = os.getloadavg()[0]
+    return scaleout_report.analyse(entry)
 
 
 if __name__ == "__main__":

@@ -7,17 +7,22 @@ from typing import Any
 
 import pytest
 from bench import scaleout_targets
-from bench.scaleout_scenarios import FULL, QUICK, SCENARIOS, Scenario
+from bench.scaleout_scenarios import FULL, QUICK, SCENARIOS, Scenario, sdworker_manifest, warm_pool_max
+
+from sdworker.api.parse import parse_sdworker
 
 
 def test_the_matrix_covers_the_issue_and_every_set_names_real_scenarios() -> None:
     assert set(QUICK) <= set(SCENARIOS)
     assert set(FULL) <= set(SCENARIOS)
     for n in (1, 10, 100):
-        for mode in ("pernode", "pool", "shared", "prepro"):
+        for mode in ("pernode", "shared", "prepro"):
             sc = SCENARIOS[f"{mode}-{n}"]
             assert (sc.nodes, sc.mode, sc.hosts) == (n, mode, "loop")
             assert sc.reference is (mode != "shared")  # the published DaemonSet has no shared mode
+    # A warm pool is at most 20 disks per zone (the CRD): the largest pool scenario claims all 20 at once.
+    assert [n for n in (1, 10, 20, 100) if f"pool-{n}" in SCENARIOS] == [1, 10, 20]
+    assert "pool-20" in FULL
     assert SCENARIOS["pool-10"].warm_pool == 10
     assert SCENARIOS["pernode-10"].warm_pool == 0
     assert "pernode-1000" in FULL
@@ -112,3 +117,19 @@ def test_an_unfinished_1000_node_run_does_not_meet_the_quota_target() -> None:
     assert quota.met is False
     assert "990/1000 Ready" in quota.measured
     assert scaleout_targets.quota_ratio({"makespan_s": 10.0, "quota_floor_s": 0.0}) is None
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_scenario_applies_an_sdworker_the_operator_accepts(name: str) -> None:
+    # The operator's parser checks the CRD's schema and rules as the API server does (tests/unit/test_parse*):
+    # a scenario the API server would refuse fails here, not an hour into `make bench`.
+    sc = SCENARIOS[name]
+    sdw = parse_sdworker(sdworker_manifest(sc.nodes, sc.mode, sc.warm_pool))
+    assert sdw.spec.replicas == sc.nodes
+
+
+def test_a_warm_pool_over_the_crd_maximum_is_refused_when_the_scenario_is_defined() -> None:
+    limit = warm_pool_max()
+    assert Scenario("ok", limit, "pool").warm_pool == limit
+    with pytest.raises(ValueError, match=r"warmPool\.size"):
+        Scenario("too-big", limit + 1, "pool")
