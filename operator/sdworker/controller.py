@@ -22,7 +22,7 @@ from typing import Any
 
 from sdworker import view
 from sdworker.api import constants as c
-from sdworker.api.parse import SpecError, parse_runtimedisk
+from sdworker.api.parse import parse_runtimedisk
 from sdworker.api.types import Phase, ResolvedImage
 from sdworker.cloud.errors import CloudError
 from sdworker.cloud.provider import CloudProvider
@@ -100,6 +100,10 @@ class Controller:
             else None
         )
         self._pool_targets: Mapping[PoolKey, PoolTarget] = {}
+        # The zones the last refill found no pool wanted in (None: look again). While no pool is wanted
+        # and none was, a refill has nothing to do (issue 15: at 1000 nodes, each one listed the zone's
+        # 1000 disks after every placement pass); startup, resync and leadership look anyway.
+        self._idle_zones: set[tuple[str, str]] | None = None
         self._seen_zones: set[tuple[str, str]] = set()
         # Without a cloud provider images are taken as written and RuntimeDisks stay Pending.
         self.images: ImageResolver | None = ImageResolver(cloud) if cloud is not None else None
@@ -175,6 +179,7 @@ class Controller:
         if not self.view.bound:
             return
         self.sdworkers.forget_applied()  # re-apply children: someone may have edited or deleted them
+        self._idle_zones = None  # the next refill looks at every zone, pools wanted or not
         self.mark_all_nodes()
         self.mark_all_sdworkers()
         for name in self.view.indexes.runtimedisks:
@@ -253,9 +258,8 @@ class Controller:
         phases, present = [], set()
         for body in view.every(self.view.indexes.runtimedisks):
             uid = body["metadata"].get("uid", "")
-            try:
-                rd = parse_runtimedisk(body)
-            except SpecError:
+            rd = self.view.runtimedisk(body)
+            if rd is None:
                 continue
             phases.append(str(rd.status.phase))
             present.add(uid)
@@ -278,7 +282,7 @@ class Controller:
         idx = self.view.indexes
         self._seen_zones.update((d.spec.project, d.spec.zone) for d in self.view.runtimedisks())
         for node in view.every(idx.nodes):
-            instance = placement.parse_provider_id(node.get("spec", {}).get("providerID") or "")
+            instance = placement.parse_provider_id(view.node_info(node).provider_id)
             if instance is not None:
                 self._seen_zones.add((instance.project, instance.zone))
         return set(self._seen_zones)
@@ -286,7 +290,12 @@ class Controller:
     async def _refill_pool(self) -> None:
         targets = self._pool_targets
         assert self.warm_pool is not None
-        report = await self.warm_pool.refill(targets, self._zones())
+        zones = self._zones()
+        if not targets and self._idle_zones is not None and zones <= self._idle_zones:
+            return  # no pool wanted, none since the last look at these zones: none to top up or delete
+        self._idle_zones = None
+        report = await self.warm_pool.refill(targets, zones)
+        self._idle_zones = None if targets else zones
         if report.created or report.deleted:
             log.info("warm pool: created %s, deleted %s", report.created, report.deleted)
 
