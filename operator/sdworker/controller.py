@@ -115,6 +115,7 @@ class Controller:
                 cloud,
                 cluster=cluster,
                 runtimedisk=lambda name: view.one(self.view.indexes.runtimedisks, name),
+                parse=self.view.runtimedisk,
                 node_exists=lambda name: view.one(self.view.indexes.nodes, name) is not None,
                 now=now,
                 metrics=self.metrics,

@@ -21,7 +21,6 @@ from typing import Any
 
 from sdworker.api import constants as c
 from sdworker.api import naming
-from sdworker.api.parse import parse_runtimedisk
 from sdworker.api.transitions import Writer, advance, allowed, note, operator_retries
 from sdworker.api.types import Phase, ResolvedImage, RuntimeDisk, RuntimeMode
 from sdworker.cloud.errors import CloudError
@@ -119,6 +118,7 @@ class Provisioner:
         *,
         cluster: str,
         runtimedisk: Callable[[str], Json | None],
+        parse: Callable[[Json], RuntimeDisk | None],
         node_exists: Callable[[str], bool],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
@@ -131,6 +131,9 @@ class Provisioner:
         self.metrics = metrics if metrics is not None else Metrics()
         self.cluster = cluster
         self._lookup = runtimedisk
+        # The view's parse, once per version (None: malformed, already warned about; its next version comes
+        # as a new event).
+        self._parse = parse
         self._node_exists = node_exists
         self.now = now
         self.failed_retry_seconds = failed_retry_seconds
@@ -162,7 +165,9 @@ class Provisioner:
             for memory in (self._last_reason, self._fatal, self._retry_at):
                 memory.pop(name, None)
             return
-        rd = parse_runtimedisk(body)
+        rd = self._parse(body)
+        if rd is None:
+            return
         try:
             if rd.deleting:
                 await self._teardown(body, rd)
