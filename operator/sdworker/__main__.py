@@ -119,6 +119,7 @@ _RUN_VALUES: tuple[tuple[str, type, str], ...] = (
     ("--project", str, "GCE project swept for orphaned disks (default: the credentials' project)"),
     ("--write-quota", float, "cloud writes per second (regional quota)"),
     ("--write-burst", int, "token-bucket burst above the write rate"),
+    ("--cloud-threads", int, "cloud calls in flight at once (each operation's wait holds one)"),
     ("--sweep-seconds", float, "orphaned-disk sweep period"),
     ("--failed-retry-seconds", float, "longest wait to retry a RuntimeDisk Failed on a fatal cloud error"),
 )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sdworker.api import naming
+from sdworker.cloud.provider import CLOUD_THREADS
 from sdworker.domain.leadership import PRIORITY_MAX
 
 CLOUDS: Final = ("gce", "none")
@@ -49,6 +50,7 @@ class OperatorConfig:
     project: str | None = None  # the project the orphan sweeper searches even when no node is left
     write_quota: float = 20.0
     write_burst: int = 5
+    cloud_threads: int = CLOUD_THREADS  # cloud calls in flight at once (cloud.provider.CLOUD_THREADS)
     sweep_seconds: float = 300.0
     failed_retry_seconds: float = 300.0  # the longest wait before a Failed RuntimeDisk is tried again
     preprovision: bool = True
@@ -79,6 +81,8 @@ class OperatorConfig:
                 raise ConfigError(flag, f"must be a positive number of seconds or writes, not {value}")
         if self.write_burst < 1:
             raise ConfigError("--write-burst", f"must be at least 1, not {self.write_burst}")
+        if self.cloud_threads < 1:
+            raise ConfigError("--cloud-threads", f"must be at least 1, not {self.cloud_threads}")
         if not _CLUSTER_RE.fullmatch(self.cluster_name):
             raise ConfigError(
                 "--cluster-name",

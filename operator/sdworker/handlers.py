@@ -81,6 +81,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             anonymous=config.anonymous_credentials,
             write_rate=config.write_quota,
             write_burst=config.write_burst,
+            threads=config.cloud_threads,
             observer=metrics.cloud_call,
         )
         writes = cloud.writes

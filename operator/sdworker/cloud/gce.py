@@ -11,10 +11,12 @@ The compute client is synchronous; calls run in worker threads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,6 +24,7 @@ import google.api_core.exceptions as gexc
 import google.auth
 import google.auth.exceptions
 import requests
+import requests.adapters
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
@@ -29,7 +32,7 @@ from google.cloud import compute_v1
 from sdworker import image_meta
 from sdworker.api.types import ResolvedImage
 from sdworker.cloud.errors import CloudError, Retry, classify_http, classify_operation
-from sdworker.cloud.provider import AttachRequest, Disk, DiskRequest, image_matches
+from sdworker.cloud.provider import CLOUD_THREADS, AttachRequest, Disk, DiskRequest, image_matches
 from sdworker.cloud.ratelimit import KeyedLocks, TokenBucket
 from sdworker.workqueue import backoff
 
@@ -126,6 +129,7 @@ class GceCloud:
         write_burst: int = 5,
         operation_timeout: float = 600.0,
         observer: Observer | None = None,
+        threads: int = CLOUD_THREADS,
     ) -> None:
         options = ClientOptions(api_endpoint=api_endpoint) if api_endpoint else None
         # None: Application Default Credentials (Workload Identity on GKE).
@@ -135,6 +139,9 @@ class GceCloud:
         self._instances = compute_v1.InstancesClient(**kw)
         self._images = compute_v1.ImagesClient(**kw)
         self._zone_ops = compute_v1.ZoneOperationsClient(**kw)
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gce")
+        for client in (self._disks, self._instances, self._images, self._zone_ops):
+            _pool_connections(client, threads)
         self.writes = TokenBucket(write_rate, write_burst)
         self.locks = KeyedLocks()
         self.operation_timeout = operation_timeout
@@ -169,8 +176,14 @@ class GceCloud:
             raise
 
     async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
         for client in (self._disks, self._instances, self._images, self._zone_ops):
             client.transport.close()  # type: ignore[no-untyped-call]
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking client call on the cloud's own threads (``CLOUD_THREADS``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -180,7 +193,7 @@ class GceCloud:
         started = time.monotonic()
         outcome = "ok"
         try:
-            return await asyncio.to_thread(fn, retry=None, timeout=60.0, **kwargs)
+            return await self._in_thread(fn, retry=None, timeout=60.0, **kwargs)
         except gexc.GoogleAPICallError as exc:
             error = classify_http(int(exc.code or 0), _reasons(exc), exc.message or str(exc))
             outcome = error.reason
@@ -348,7 +361,8 @@ class GceCloud:
             self._disks.list,
             request=compute_v1.ListDisksRequest(project=project, zone=zone, filter=expr),
         )
-        return [self._disk(project, zone, raw) for raw in await asyncio.to_thread(list, pager)]
+        pages: list[compute_v1.Disk] = await self._in_thread(list, pager)
+        return [self._disk(project, zone, raw) for raw in pages]
 
     async def list_disks_everywhere(self, project: str, labels: Mapping[str, str]) -> list[Disk]:
         """Disks with ``labels`` in every zone of ``project`` (one ``disks.aggregatedList``), so a disk in
@@ -359,7 +373,7 @@ class GceCloud:
             self._disks.aggregated_list,
             request=compute_v1.AggregatedListDisksRequest(project=project, filter=expr),
         )
-        scoped = await asyncio.to_thread(list, pager)
+        scoped: list[tuple[str, compute_v1.DisksScopedList]] = await self._in_thread(list, pager)
         return [
             self._disk(project, _last(raw.zone), raw)
             for scope, found in scoped
@@ -457,3 +471,15 @@ class GceCloud:
                     device_name=device_name,
                 )
             )
+
+
+def _pool_connections(client: Any, size: int) -> None:
+    """Let the client's HTTP session keep ``size`` connections per host, one per thread: requests' default
+    is 10, and every call past the 10th in flight opened a connection and dropped it after (urllib3 logs
+    "Connection pool is full, discarding connection"). The REST transport keeps its session in
+    ``_session`` (google-cloud-compute's ``transports/rest.py``); a transport without one is left as is."""
+    session = getattr(client.transport, "_session", None)
+    if isinstance(session, requests.Session):
+        adapter = requests.adapters.HTTPAdapter(pool_connections=size, pool_maxsize=size)
+        for prefix in ("https://", "http://"):
+            session.mount(prefix, adapter)

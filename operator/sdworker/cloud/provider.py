@@ -19,6 +19,16 @@ LABEL_CLUSTER = "sdworker-cluster"
 LABEL_NODE = "sdworker-node"
 LABEL_RUNTIME = "sdworker-runtime"
 LABEL_POOL = "sdworker-pool"
+
+# How many cloud calls may be in flight at once (``--cloud-threads``). The client is blocking, so each call
+# runs in a thread, and an operation's wait (``zoneOperations.wait``, a long poll of up to 2 minutes) holds
+# its thread until the operation is done: the thread count caps the disk operations in flight. asyncio's
+# default executor has min(32, CPUs + 4) threads, 6 on a 2-CPU node, which made a burst of 10 nodes' disk
+# creates queue behind the first 6 (bench pernode-10, realistic: the 10th insert sent 24 s late). With a
+# regional quota of 25 writes/s and disk creates of 6-30 s, hundreds may be in flight; an idle thread costs
+# a few tens of KB.
+CLOUD_THREADS = 128
+
 # An image's own labels and description are sdworker.image_meta's.
 
 
