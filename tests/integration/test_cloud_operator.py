@@ -138,6 +138,15 @@ def sim_disks(sim: ComputeSim, **labels: str) -> list[dict[str, Any]]:
     return [d for d in disks if all(d.get("labels", {}).get(k) == v for k, v in labels.items())]
 
 
+def pool_disks(sim: ComputeSim, cluster: str, zone: str) -> list[dict[str, Any]]:
+    """The warm-pool disks of ``cluster`` in ``zone``, as the simulator holds them."""
+    return [
+        d
+        for d in sim_disks(sim, **{"sdworker-cluster": cluster})
+        if d["labels"].get("sdworker-pool") and d["zone"].endswith(zone)
+    ]
+
+
 def all_attached(api: client.ApiClient, prefix: str, count: int) -> bool:
     return phases(api, prefix) == collections.Counter({"Attached": count})
 
@@ -300,11 +309,7 @@ def test_warm_pool_claim_skips_disk_creation_and_refills(
     add_node(cluster, sim, f"{prefix}-0", selector, zone=zone)
 
     def pool() -> list[dict[str, Any]]:
-        return [
-            d
-            for d in sim_disks(sim, **{"sdworker-cluster": "it"})
-            if d["labels"].get("sdworker-pool") and d["zone"].endswith(zone)
-        ]
+        return pool_disks(sim, "it", zone)
 
     wait_for(lambda: len(pool()) == 3, timeout=60, what="the warm pool to fill to 3", describe=pool)
     wait_for(lambda: all_attached(api, prefix, 1), timeout=60, what="the first node Attached")

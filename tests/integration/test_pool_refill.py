@@ -62,8 +62,7 @@ def test_a_pool_set_to_zero_is_emptied_without_a_resync_or_sweep(
     cloud.add_node(cluster, sim, node, selector, zone=ZONE)
 
     def pool() -> list[dict[str, Any]]:
-        disks = cloud.sim_disks(sim, **{"sdworker-cluster": "refill"})
-        return [d for d in disks if d["labels"].get("sdworker-pool") and d["zone"].endswith(ZONE)]
+        return cloud.pool_disks(sim, "refill", ZONE)
 
     wait_for(lambda: len(pool()) == 2, timeout=60, what="the warm pool to fill to 2", describe=pool)
     cloud.custom(api).patch_namespaced_custom_object(

@@ -60,13 +60,9 @@ async def update_status(
         new = mutate(obj)
         if new is None or new == obj.get("status"):
             return obj
-        try:
-            return await kube.replace_status({**obj, "status": new})
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            if exc.status != 409:
-                raise
+        done, written = await _replace(kube, obj, new)
+        if done:
+            return written
         log.debug("%s %s changed under a status write (attempt %d); reading it again", kind, name, attempt)
         await asyncio.sleep(backoff(attempt, base=0.02, cap=0.5))
     raise KubeError(409, "Conflict", f"{kind} {name}: its status kept changing; gave up for now")
@@ -83,8 +79,14 @@ async def _write_from_known(
         return False, None
     if new is None or new == known.get("status"):
         return False, None
+    return await _replace(kube, known, new)
+
+
+async def _replace(kube: Kube, obj: Json, new: Json) -> tuple[bool, Json | None]:
+    """Write ``new`` as ``obj``'s status, guarded by its resourceVersion: (True, the object written),
+    (True, None) when it is gone, (False, None) on a 409 (it changed since ``obj`` was read)."""
     try:
-        return True, await kube.replace_status({**known, "status": new})
+        return True, await kube.replace_status({**obj, "status": new})
     except KubeError as exc:
         if exc.status == 404:
             return True, None
